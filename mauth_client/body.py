@@ -1,0 +1,109 @@
+"""Message bodies: in memory or streamed, hashed in one pass.
+
+Both protocol versions can be computed from hashes of the body alone
+(``mauth-protocol.md`` sections 2 and 3): V2 signs the SHA-512 of the body, and V1
+signs the SHA-512 of a string in which the body sits between a prefix and a
+suffix. So a streamed body is read once, in chunks, into two SHA-512 states; a
+1 GiB file is never held in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import IO, Any, Protocol, TypeAlias, runtime_checkable
+
+from .exceptions import BodyReadError
+
+CHUNK_SIZE = 1024 * 1024
+
+
+@runtime_checkable
+class Readable(Protocol):
+    """Anything with a ``read(size)`` method: files, ``io.BytesIO``, sockets' files."""
+
+    def read(self, size: int = ..., /) -> Any: ...
+
+
+Body: TypeAlias = (
+    str | bytes | bytearray | memoryview | IO[bytes] | Readable | Iterable[bytes] | None
+)
+
+
+def _as_chunk(chunk: object) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    raise BodyReadError(f"a streamed body yielded {type(chunk).__name__}; expected bytes (or str)")
+
+
+def in_memory(body: Body) -> bytes | None:
+    """The body as bytes when it is already in memory, else ``None`` (a stream)."""
+    if body is None:
+        return b""
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    if isinstance(body, (bytearray, memoryview)):
+        return bytes(body)
+    return None
+
+
+def iter_chunks(body: Body) -> Iterable[bytes]:
+    """Yield a streamed body's chunks; a seekable file is rewound afterwards.
+
+    Rewinding lets a client adapter hash a file and then send it. Any error the
+    stream raises becomes :class:`~mauth_client.exceptions.BodyReadError`.
+    """
+    data = in_memory(body)
+    if data is not None:
+        yield data
+        return
+    if isinstance(body, Readable):
+        yield from _iter_readable(body)
+        return
+    if isinstance(body, Iterable):
+        try:
+            for chunk in body:
+                yield _as_chunk(chunk)
+        except BodyReadError:
+            raise
+        except Exception as exc:
+            raise BodyReadError(f"reading the body failed: {type(exc).__name__}") from exc
+        return
+    raise BodyReadError(
+        f"unsupported body type {type(body).__name__}; expected None, str, bytes, "
+        "a binary file object or an iterable of bytes"
+    )
+
+
+def _iter_readable(stream: Readable) -> Iterable[bytes]:
+    start: int | None = None
+    try:
+        if getattr(stream, "seekable", lambda: False)():
+            start = stream.tell()  # type: ignore[attr-defined]
+        while True:
+            chunk = stream.read(CHUNK_SIZE)
+            if not chunk:
+                break
+            yield _as_chunk(chunk)
+        if start is not None:
+            stream.seek(start)  # type: ignore[attr-defined]
+    except BodyReadError:
+        raise
+    except Exception as exc:
+        raise BodyReadError(f"reading the body failed: {type(exc).__name__}") from exc
+
+
+def is_rereadable(body: Body) -> bool:
+    """True when the body can be hashed again: in memory, or a seekable stream."""
+    if in_memory(body) is not None:
+        return True
+    seekable = getattr(body, "seekable", None)
+    try:
+        return bool(seekable()) if callable(seekable) else False
+    except Exception:
+        return False

@@ -1,0 +1,370 @@
+"""What gets signed: requests and responses, and their V1 and V2 strings to sign.
+
+Implements ``mauth-protocol.md`` section 2: the two strings to sign, V2 path
+normalisation and V2 query encoding. Bodies may be streams; they are hashed in one
+pass (see :mod:`mauth_client.body`), so signing never needs the body in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
+
+from .body import Body, in_memory, is_rereadable, iter_chunks
+from .exceptions import InvalidMessageError
+
+_ENCODING = "utf-8"
+# Paths and queries may carry bytes that are not UTF-8 (as sent, or recovered from
+# latin-1 WSGI strings); surrogateescape carries them through unchanged.
+_ERRORS = "surrogateescape"
+
+_METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+# A query made of these needs no decoding or re-encoding, only sorting (section 2).
+_PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~=&]*")
+_UNRESERVED = "~"  # quote() already keeps A-Z a-z 0-9 - . _
+
+
+def _upper_escape(match: re.Match[str]) -> str:
+    return match.group(0).upper()
+
+
+def normalize_path(path: str) -> str:
+    """Normalise a request path for V2 (``mauth-protocol.md`` section 2, "Path normalisation").
+
+    Resolves ``.`` and ``..``, collapses runs of ``/``, upper-cases percent escapes,
+    keeps a trailing ``/`` where the original had one (or ended in ``/.`` or
+    ``/..``), and maps the empty path to ``/``. Nothing else is decoded or encoded.
+    """
+    if not path:
+        return "/"
+    if path[0] == "/" and "//" not in path and "/." not in path and "%" not in path:
+        return path  # fast path: already normal
+    segments: list[str] = []
+    for segment in path.split("/"):
+        if segment in ("", "."):
+            continue
+        if segment == "..":
+            if segments:
+                segments.pop()
+            continue
+        segments.append(segment)
+    normal = "/" + "/".join(segments)
+    if normal != "/" and path.endswith(("/", "/.", "/..")):
+        normal += "/"
+    if "%" in normal:
+        normal = _PERCENT_ESCAPE.sub(_upper_escape, normal)
+    return normal
+
+
+def _decode_form(text: str) -> str:
+    return unquote_plus(text, encoding=_ENCODING, errors=_ERRORS)
+
+
+def _encode_component(text: str) -> str:
+    return quote(text, safe=_UNRESERVED, encoding=_ENCODING, errors=_ERRORS)
+
+
+def encode_query(query: str) -> str:
+    """Encode a raw query string for V2 (``mauth-protocol.md`` section 2, "Query encoding").
+
+    Parts split on ``&`` and then on the first ``=``; keys and values are decoded
+    as form data, sorted by code point (key, then value), and re-encoded with
+    everything but ``A-Z a-z 0-9 - . _ ~`` percent-escaped in upper-case hex.
+    Trailing empty parts are dropped, as the Ruby and JVM clients' ``split`` does.
+    """
+    if not query:
+        return ""
+    parts = query.split("&")
+    while parts and not parts[-1]:
+        parts.pop()
+    if _PLAIN_QUERY.fullmatch(query):
+        # Fast path: nothing to decode or encode, unless a value holds an "=" (-> %3D).
+        pairs = [part.partition("=")[::2] for part in parts]
+        if not any("=" in value for _, value in pairs):
+            pairs.sort()
+            return "&".join(f"{key}={value}" for key, value in pairs)
+    decoded = []
+    for part in parts:
+        key, _, value = part.partition("=")
+        decoded.append((_decode_form(key), _decode_form(value)))
+    decoded.sort()
+    return "&".join(
+        f"{_encode_component(key)}={_encode_component(value)}" for key, value in decoded
+    )
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """Split a URL (absolute, or origin-form ``/path?query``) into path and raw query.
+
+    Scheme, host, port and fragment are dropped; an empty path is ``/``
+    (section 2, step 5). Origin-form input is split by hand because ``urlsplit``
+    would read a leading ``//`` as a host.
+    """
+    if not isinstance(url, str):
+        raise InvalidMessageError(f"the URL must be str, not {type(url).__name__}")
+    if url.startswith("/"):
+        path, _, query = url.partition("#")[0].partition("?")
+    else:
+        try:
+            parts = urlsplit(url)
+        except ValueError as exc:
+            raise InvalidMessageError(f"the URL could not be parsed: {exc}") from None
+        path, query = parts.path, parts.query
+    return path or "/", query
+
+
+def _time_text(value: object) -> str:
+    """Epoch seconds as decimal text; rejects anything that is not a plain integer."""
+    if isinstance(value, bool):
+        raise InvalidMessageError("the time must be an integer number of epoch seconds")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, str) and value.isdigit() and value.isascii():
+        return value
+    raise InvalidMessageError("the time must be an integer number of epoch seconds")
+
+
+def _attribute(attributes: Mapping[str, Any] | None, name: str) -> Any:
+    if not attributes or attributes.get(name) is None:
+        raise InvalidMessageError(f"the string to sign needs '{name}' in its attributes")
+    return attributes[name]
+
+
+def _text(value: str | bytes) -> bytes:
+    return value.encode(_ENCODING, _ERRORS) if isinstance(value, str) else value
+
+
+class _BodyHashes:
+    """SHA-512 states of one body, shared by a message and its re-encoded variants.
+
+    The first pass over a stream yields the body digest (V2) and the V1 state for
+    the message's own prefix together. Another prefix (a section 4.6 variant) needs
+    the body again, which only an in-memory or seekable body can give.
+    """
+
+    __slots__ = ("_body", "_data", "_hexdigest", "_states")
+
+    def __init__(self, body: Body) -> None:
+        self._body = body
+        self._data = in_memory(body)
+        self._hexdigest: str | None = None
+        self._states: dict[bytes, Any] = {}
+
+    def _pass(self, prefix: bytes) -> None:
+        v1 = hashlib.sha512(prefix)
+        v2 = hashlib.sha512() if self._hexdigest is None else None
+        for chunk in iter_chunks(self._body):
+            v1.update(chunk)
+            if v2 is not None:
+                v2.update(chunk)
+        self._states[prefix] = v1
+        if v2 is not None:
+            self._hexdigest = v2.hexdigest()
+
+    def hexdigest(self, prefix: bytes) -> str:
+        if self._hexdigest is None:
+            if self._data is not None:
+                self._hexdigest = hashlib.sha512(self._data).hexdigest()
+            else:
+                self._pass(prefix)
+        assert self._hexdigest is not None
+        return self._hexdigest
+
+    def v1_hexdigest(self, prefix: bytes, suffix: bytes) -> bytes | None:
+        """Hex SHA-512 of ``prefix + body + suffix``; None if the body cannot be read again."""
+        if self._data is not None:
+            return hashlib.sha512(prefix + self._data + suffix).hexdigest().encode("ascii")
+        state = self._states.get(prefix)
+        if state is None:
+            if self._states and not is_rereadable(self._body):
+                return None
+            self._pass(prefix)
+            state = self._states[prefix]
+        state = state.copy()
+        state.update(suffix)
+        return state.hexdigest().encode("ascii")  # type: ignore[no-any-return]
+
+    def materialize(self) -> bytes:
+        """The whole body in memory (only for the compatibility string-to-sign methods)."""
+        if self._data is None:
+            if self._states and not is_rereadable(self._body):
+                raise InvalidMessageError(
+                    "the streamed body was already consumed; pass bytes to build "
+                    "a V1 string to sign, or use the signer, which streams"
+                )
+            self._data = b"".join(iter_chunks(self._body))
+        return self._data
+
+
+class Signable:
+    """Base of :class:`RequestSignable` and :class:`ResponseSignable`."""
+
+    __slots__ = ("_hashes",)
+
+    def __init__(self, body: Body = None) -> None:
+        self._hashes = _BodyHashes(body)
+
+    # Subclasses say what precedes the body in V1 and what the V2 string holds.
+    def _v1_prefix(self) -> bytes:
+        raise NotImplementedError
+
+    def _v2_string(self, app_uuid: str, time: str) -> str:
+        raise NotImplementedError
+
+    def body_hexdigest(self) -> str:
+        """Lower-case hex SHA-512 of the body (the V2 body line)."""
+        return self._hashes.hexdigest(self._v1_prefix())
+
+    def v1_hexdigest(self, app_uuid: str, time: object) -> bytes | None:
+        """Hex SHA-512 of the V1 string to sign, computed without holding the body in memory.
+
+        ``None`` only for a variant whose stream body cannot be read again.
+        """
+        suffix = b"\n" + _text(app_uuid) + b"\n" + _time_text(time).encode("ascii")
+        return self._hashes.v1_hexdigest(self._v1_prefix(), suffix)
+
+    def v2_string(self, app_uuid: str, time: object) -> bytes:
+        """The V2 string to sign as bytes."""
+        return self._v2_string(app_uuid, _time_text(time)).encode(_ENCODING, _ERRORS)
+
+    def string_to_sign_v1(self, override_attributes: Mapping[str, Any]) -> bytes:
+        """The V1 string to sign (upstream API); ``app_uuid`` and ``time`` come from the mapping.
+
+        It embeds the raw body, so a streamed body is read into memory here; the
+        signer does not call this and streams instead.
+        """
+        app_uuid = _attribute(override_attributes, "app_uuid")
+        time = _time_text(_attribute(override_attributes, "time"))
+        return b"".join(
+            (
+                self._v1_prefix(),
+                self._hashes.materialize(),
+                b"\n",
+                _text(app_uuid),
+                b"\n",
+                time.encode("ascii"),
+            )
+        )
+
+    def string_to_sign_v2(self, override_attributes: Mapping[str, Any]) -> bytes:
+        """The V2 string to sign (upstream API); ``app_uuid`` and ``time`` come from the mapping."""
+        return self.v2_string(
+            _attribute(override_attributes, "app_uuid"), _attribute(override_attributes, "time")
+        )
+
+    def variants(self) -> Iterator[Signable]:
+        """Re-encoded forms of this message to try when the signature does not match."""
+        return iter(())
+
+
+class RequestSignable(Signable):
+    """A request to sign or authenticate.
+
+    Give either ``url`` (absolute, or ``/path?query``) or ``path`` and
+    ``query_string`` as sent. ``body`` may be None, str (UTF-8), bytes, a binary
+    file object or an iterable of bytes.
+    """
+
+    __slots__ = ("method", "path", "query_string")
+
+    def __init__(
+        self,
+        method: str = "",
+        url: str | None = None,
+        body: Body = None,
+        *,
+        path: str | None = None,
+        query_string: str | None = None,
+        **_ignored: Any,
+    ) -> None:
+        super().__init__(body)
+        if not isinstance(method, str):
+            raise InvalidMessageError(f"the method must be str, not {type(method).__name__}")
+        self.method = method
+        if path is None:
+            path, query = split_url(url if url is not None else "/")
+        else:
+            if not isinstance(path, str):
+                raise InvalidMessageError(f"the path must be str, not {type(path).__name__}")
+            query = query_string or ""
+            if not isinstance(query, str):
+                raise InvalidMessageError(
+                    f"the query string must be str, not {type(query).__name__}"
+                )
+        self.path = path or "/"
+        self.query_string = query
+
+    def check(self) -> None:
+        """Raise :class:`InvalidMessageError` if this request cannot be signed as given."""
+        if not _METHOD.fullmatch(self.method):
+            raise InvalidMessageError(
+                "the HTTP method must be a non-empty token such as GET or POST"
+            )
+        if _CONTROL.search(self.path) or _CONTROL.search(self.query_string):
+            raise InvalidMessageError("the URL contains control characters; percent-encode them")
+
+    def _v1_prefix(self) -> bytes:
+        # V1 signs the path as sent, not normalised (section 2).
+        return b"".join((_text(self.method), b"\n", _text(self.path), b"\n"))
+
+    def _v2_string(self, app_uuid: str, time: str) -> str:
+        return "\n".join(
+            (
+                self.method,
+                normalize_path(self.path),
+                self.body_hexdigest(),
+                app_uuid,
+                time,
+                encode_query(self.query_string),
+            )
+        )
+
+    def _variant(self, path: str, query: str) -> RequestSignable:
+        clone = RequestSignable.__new__(RequestSignable)
+        clone._hashes = self._hashes  # the same body: its digests are shared
+        clone.method, clone.path, clone.query_string = self.method, path, query
+        return clone
+
+    def variants(self) -> Iterator[Signable]:
+        """The section 4.6 tolerance: path and query re-encoded as form data, then with
+        ``/`` and ``#`` (path) or ``=`` and ``&`` (query) left bare, as the Ruby client does
+        for servers that hand over decoded (nginx) or re-encoded targets."""
+        seen = {(self.path, self.query_string)}
+        for path_safe, query_safe in (("", ""), ("/#", "=&")):
+            path = quote_plus(self.path, safe=path_safe, encoding=_ENCODING, errors=_ERRORS)
+            query = quote_plus(
+                self.query_string, safe=query_safe, encoding=_ENCODING, errors=_ERRORS
+            )
+            if (path, query) not in seen:
+                seen.add((path, query))
+                yield self._variant(path, query)
+
+
+class ResponseSignable(Signable):
+    """A response to sign or authenticate: its status code and body."""
+
+    __slots__ = ("status_code",)
+
+    def __init__(self, status_code: int | str = 200, body: Body = None, **_ignored: Any) -> None:
+        super().__init__(body)
+        status = str(status_code) if isinstance(status_code, int) else status_code
+        if (
+            isinstance(status_code, bool)
+            or not isinstance(status, str)
+            or not (status.isascii() and status.isdigit() and len(status) == 3)
+        ):
+            raise InvalidMessageError("the status code must be a three-digit integer")
+        self.status_code = int(status)
+
+    def _v1_prefix(self) -> bytes:
+        return str(self.status_code).encode("ascii") + b"\n"
+
+    def _v2_string(self, app_uuid: str, time: str) -> str:
+        return "\n".join((str(self.status_code), self.body_hexdigest(), app_uuid, time))

@@ -1,0 +1,147 @@
+"""Reading the MAuth headers of a received message (``mauth-protocol.md`` sections 1 and 4).
+
+Parsing never raises: a header that does not match its anchored pattern gives a
+:class:`SignatureInfo` that is not ``usable``, so the authenticator can say why.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeAlias
+
+from .consts import (
+    MCC_AUTH,
+    MCC_TIME,
+    MWS_TOKEN,
+    MWSV2_AUTH_PATTERN,
+    MWSV2_TOKEN,
+    X_MWS_AUTH,
+    X_MWS_AUTH_PATTERN,
+    X_MWS_TIME,
+)
+
+HeadersLike: TypeAlias = Mapping[Any, Any] | Iterable[tuple[Any, Any]]
+
+_WANTED = {
+    X_MWS_AUTH.lower(): "x_mws_authentication",
+    X_MWS_TIME.lower(): "x_mws_time",
+    MCC_AUTH.lower(): "mcc_authentication",
+    MCC_TIME.lower(): "mcc_time",
+}
+# Only to name the token and app in error messages when the strict pattern fails.
+_LOOSE = re.compile(r"\A([^ :]+) +([^:]+):")
+
+
+@dataclass(frozen=True)
+class SignatureInfo:
+    """One version's signature as read from the headers.
+
+    ``usable`` is False when the authentication header does not match the
+    protocol's pattern for that version; ``token`` and ``app_uuid`` are then a
+    best-effort reading for messages, or None.
+    """
+
+    version: int
+    token: str | None
+    app_uuid: str | None
+    signature: str | None
+    time: str
+    usable: bool
+
+    @property
+    def expected_token(self) -> str:
+        return MWSV2_TOKEN if self.version == 2 else MWS_TOKEN
+
+
+def _text(value: object) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("latin-1").strip()
+    return ""
+
+
+def _parse(version: int, value: str, time: str) -> SignatureInfo | None:
+    if not value:
+        return None
+    pattern = MWSV2_AUTH_PATTERN if version == 2 else X_MWS_AUTH_PATTERN
+    match = pattern.match(value)
+    if match is not None:
+        token, app_uuid, signature = match.groups()
+        return SignatureInfo(version, token, app_uuid, signature, time, True)
+    loose = _LOOSE.match(value)
+    token, app_uuid = loose.groups() if loose else (None, None)
+    return SignatureInfo(version, token, app_uuid, None, time, False)
+
+
+class Signed:
+    """The MAuth headers of a message, parsed.
+
+    ``token``, ``app_uuid`` and ``signature`` describe the signature the message
+    is authenticated by: V2 when ``MCC-Authentication`` is non-blank, else V1
+    (section 4, step 1). ``v1`` and ``v2`` hold each version's own reading.
+    """
+
+    __slots__ = ("mcc_authentication", "mcc_time", "v1", "v2", "x_mws_authentication", "x_mws_time")
+
+    def __init__(
+        self,
+        x_mws_authentication: Any = "",
+        x_mws_time: Any = "",
+        mcc_authentication: Any = "",
+        mcc_time: Any = "",
+    ) -> None:
+        self.x_mws_authentication = _text(x_mws_authentication)
+        self.x_mws_time = _text(x_mws_time)
+        self.mcc_authentication = _text(mcc_authentication)
+        self.mcc_time = _text(mcc_time)
+        self.v1 = _parse(1, self.x_mws_authentication, self.x_mws_time)
+        self.v2 = _parse(2, self.mcc_authentication, self.mcc_time)
+
+    @classmethod
+    def from_headers(cls, headers: HeadersLike | None) -> Signed:
+        """Read the four MAuth headers, whatever their case, from a mapping or pairs.
+
+        Keys and values may be str or bytes (ASGI); anything else is ignored.
+        """
+        found: dict[str, Any] = {}
+        if headers:
+            items = headers.items() if isinstance(headers, Mapping) else headers
+            try:
+                for key, value in items:
+                    if isinstance(key, (bytes, bytearray)):
+                        key = bytes(key).decode("latin-1")
+                    if isinstance(key, str):
+                        name = _WANTED.get(key.lower())
+                        if name is not None:
+                            found[name] = value
+            except (TypeError, ValueError):
+                pass  # not pairs: treat what was read so far as the headers
+        return cls(**found)
+
+    @property
+    def primary(self) -> SignatureInfo | None:
+        """The signature the message is authenticated by (V2 wins when present)."""
+        return self.v2 or self.v1
+
+    @property
+    def token(self) -> str | None:
+        return self.primary.token if self.primary else None
+
+    @property
+    def app_uuid(self) -> str | None:
+        return self.primary.app_uuid if self.primary else None
+
+    @property
+    def signature(self) -> str | None:
+        return self.primary.signature if self.primary else None
+
+    def protocol_version(self) -> int | None:
+        """2, 1, or None when the message carries no MAuth signature."""
+        primary = self.primary
+        return primary.version if primary else None
+
+    def __repr__(self) -> str:
+        return f"Signed(protocol_version={self.protocol_version()}, app_uuid={self.app_uuid!r})"

@@ -1,0 +1,52 @@
+"""Checking V1 and V2 signatures against a public key (``mauth-protocol.md`` section 3).
+
+Both functions answer True or False and never raise on a malformed signature.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+_PKCS1V15 = padding.PKCS1v15()
+_SHA512 = hashes.SHA512()
+
+
+def decode_signature(signature: str | None) -> bytes | None:
+    """Standard base64 to bytes; None for anything that is not strict base64."""
+    if not signature:
+        return None
+    try:
+        return base64.b64decode(signature, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def verify_v1(public_key: rsa.RSAPublicKey, signature: str | None, hexdigest: bytes) -> bool:
+    """V1: apply the public key, strip type-1 padding, compare with the expected hex
+    digest in constant time."""
+    raw = decode_signature(signature)
+    if raw is None or len(raw) != (public_key.key_size + 7) // 8:
+        return False
+    try:
+        recovered = public_key.recover_data_from_signature(raw, _PKCS1V15, None)
+    except (InvalidSignature, ValueError):
+        return False
+    return hmac.compare_digest(recovered, hexdigest)
+
+
+def verify_v2(public_key: rsa.RSAPublicKey, signature: str | None, string_to_sign: bytes) -> bool:
+    """V2: a standard RSASSA-PKCS1-v1_5 SHA-512 verification."""
+    raw = decode_signature(signature)
+    if raw is None or len(raw) != (public_key.key_size + 7) // 8:
+        return False
+    try:
+        public_key.verify(raw, string_to_sign, _PKCS1V15, _SHA512)
+    except (InvalidSignature, ValueError):
+        return False
+    return True

@@ -1,0 +1,67 @@
+"""Shared fixtures: the protocol's test vectors and throwaway keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def vectors_dir() -> Path:
+    """``shared/vectors`` beside the repository (CI clones it there), or $MAUTH_VECTORS_DIR."""
+    configured = os.environ.get("MAUTH_VECTORS_DIR")
+    candidates = [Path(configured)] if configured else []
+    candidates += [REPO.parent / "shared" / "vectors", REPO / "shared" / "vectors"]
+    for candidate in candidates:
+        if (candidate / "requests.json").is_file():
+            return candidate
+    raise RuntimeError(
+        "the MAuth test vectors were not found: expected ../shared/vectors beside the "
+        "repository, or set MAUTH_VECTORS_DIR"
+    )
+
+
+VECTORS = vectors_dir()
+
+
+def load_vectors(name: str) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((VECTORS / name).read_text())
+    return data
+
+
+@pytest.fixture(scope="session")
+def vector_private_pem() -> str:
+    return (VECTORS / "signing-key.pem").read_text()
+
+
+@pytest.fixture(scope="session")
+def vector_public_pem() -> str:
+    return (VECTORS / "signing-key.pub.pem").read_text()
+
+
+def new_key_pair(bits: int = 2048) -> tuple[str, str]:
+    """A fresh (private PKCS #1 PEM, public SPKI PEM) pair, generated with cryptography."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
+@pytest.fixture(scope="session")
+def key_pair() -> tuple[str, str]:
+    return new_key_pair()
