@@ -83,11 +83,9 @@ def encode_query(query: str) -> str:
     while parts and not parts[-1]:
         parts.pop()
     if _PLAIN_QUERY.fullmatch(query):
-        # Fast path: nothing to decode or encode, unless a value holds an "=" (-> %3D).
-        pairs = [part.partition("=")[::2] for part in parts]
-        if not any("=" in value for _, value in pairs):
-            pairs.sort()
-            return "&".join(f"{key}={value}" for key, value in pairs)
+        plain = _sorted_plain_query(parts)
+        if plain is not None:
+            return plain
     decoded = []
     for part in parts:
         key, _, value = part.partition("=")
@@ -96,6 +94,19 @@ def encode_query(query: str) -> str:
     return "&".join(
         f"{_encode_component(key)}={_encode_component(value)}" for key, value in decoded
     )
+
+
+def _sorted_plain_query(parts: list[str]) -> str | None:
+    """Fast path for queries of unreserved characters: nothing to decode or encode,
+    only sorting, unless a value holds an "=" (which must become %3D)."""
+    pairs = []
+    for part in parts:
+        key, _, value = part.partition("=")
+        if "=" in value:
+            return None
+        pairs.append((key, value))
+    pairs.sort()
+    return "&".join([key + "=" + value for key, value in pairs])
 
 
 def split_url(url: str) -> tuple[str, str]:

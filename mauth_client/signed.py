@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any, TypeAlias
+from typing import Any, NamedTuple, TypeAlias
 
 from .consts import (
     MCC_AUTH,
@@ -34,8 +33,7 @@ _WANTED = {
 _LOOSE = re.compile(r"\A([^ :]+) +([^:]+):")
 
 
-@dataclass(frozen=True)
-class SignatureInfo:
+class SignatureInfo(NamedTuple):
     """One version's signature as read from the headers.
 
     ``usable`` is False when the authentication header does not match the
@@ -84,7 +82,14 @@ class Signed:
     (section 4, step 1). ``v1`` and ``v2`` hold each version's own reading.
     """
 
-    __slots__ = ("mcc_authentication", "mcc_time", "v1", "v2", "x_mws_authentication", "x_mws_time")
+    __slots__ = (
+        "_v1",
+        "_v2",
+        "mcc_authentication",
+        "mcc_time",
+        "x_mws_authentication",
+        "x_mws_time",
+    )
 
     def __init__(
         self,
@@ -97,8 +102,23 @@ class Signed:
         self.x_mws_time = _text(x_mws_time)
         self.mcc_authentication = _text(mcc_authentication)
         self.mcc_time = _text(mcc_time)
-        self.v1 = _parse(1, self.x_mws_authentication, self.x_mws_time)
-        self.v2 = _parse(2, self.mcc_authentication, self.mcc_time)
+        # Parsed on first use: most messages are checked with one version only.
+        self._v1: SignatureInfo | bool | None = False
+        self._v2: SignatureInfo | bool | None = False
+
+    @property
+    def v1(self) -> SignatureInfo | None:
+        """The V1 signature, or None when ``X-MWS-Authentication`` is blank."""
+        if self._v1 is False:
+            self._v1 = _parse(1, self.x_mws_authentication, self.x_mws_time)
+        return self._v1  # type: ignore[return-value]
+
+    @property
+    def v2(self) -> SignatureInfo | None:
+        """The V2 signature, or None when ``MCC-Authentication`` is blank."""
+        if self._v2 is False:
+            self._v2 = _parse(2, self.mcc_authentication, self.mcc_time)
+        return self._v2  # type: ignore[return-value]
 
     @classmethod
     def from_headers(cls, headers: HeadersLike | None) -> Signed:
@@ -107,6 +127,14 @@ class Signed:
         Keys and values may be str or bytes (ASGI); anything else is ignored.
         """
         found: dict[str, Any] = {}
+        if type(headers) is dict and X_MWS_AUTH in headers and MCC_AUTH in headers:
+            # Fast path: a plain dict with both canonical spellings (a v1+v2 signer's).
+            return cls(
+                headers.get(X_MWS_AUTH, ""),
+                headers.get(X_MWS_TIME, ""),
+                headers.get(MCC_AUTH, ""),
+                headers.get(MCC_TIME, ""),
+            )
         if headers:
             items = headers.items() if isinstance(headers, Mapping) else headers
             try:
@@ -124,7 +152,7 @@ class Signed:
     @property
     def primary(self) -> SignatureInfo | None:
         """The signature the message is authenticated by (V2 wins when present)."""
-        return self.v2 or self.v1
+        return self.v2 if self.mcc_authentication else self.v1
 
     @property
     def token(self) -> str | None:

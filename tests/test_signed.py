@@ -125,3 +125,16 @@ def test_v2_pattern_takes_a_second_space_into_the_app_uuid() -> None:
 def test_garbage_headers_never_raise(headers: object) -> None:
     signed = Signed.from_headers(headers)  # type: ignore[arg-type]
     assert signed.protocol_version() is None
+
+
+def test_mixed_case_dict_keeps_both_versions() -> None:
+    signed = Signed.from_headers(
+        {
+            "MCC-Authentication": "MWSV2 a:s;",
+            "MCC-Time": "2",
+            "x-mws-authentication": "MWS a:t",
+            "x-mws-time": "1",
+        }
+    )
+    assert signed.v1 is not None and signed.v1.signature == "t" and signed.v1.time == "1"
+    assert signed.v2 is not None and signed.v2.signature == "s" and signed.v2.time == "2"
