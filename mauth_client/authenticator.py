@@ -1,0 +1,336 @@
+"""Authenticating received messages (``mauth-protocol.md`` section 4).
+
+:class:`Authenticator` is the policy: which version to check, V2-to-V1 fallback,
+V2-only, the time window, the token, and then the signature, checked here with a
+public key (local mode) or by the MAuth service (remote mode). Its collaborators
+(key source, ticket checker, clock, logger) are injected.
+
+``LocalAuthenticator`` and ``RemoteAuthenticator`` keep upstream's
+``(signable, signed, logger).is_authentic()`` API on top of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time as _time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from .config import Config
+from .consts import ALLOWED_DRIFT_SECONDS
+from .exceptions import (
+    ConfigurationError,
+    InauthenticError,
+    MAuthNotPresent,
+    MissingV2Error,
+    UnableToAuthenticateError,
+    UnableToSignError,
+)
+from .key_source import KeySource, LocalKeySource, MAuthServiceClient
+from .keys import load_public_key
+from .signable import RequestSignable, Signable
+from .signed import SignatureInfo, Signed
+from .signer import Signer
+from .verifier import verify_v1, verify_v2
+
+Clock = Callable[[], float]
+_MAX_TIME_DIGITS = 12  # up to year 33658; longer is "too large to be a time"
+
+
+@dataclass(frozen=True)
+class AuthResult:
+    """What an authentic message told us."""
+
+    app_uuid: str
+    protocol_version: int
+
+
+class TicketChecker(Protocol):
+    """Remote mode: asks the MAuth service whether a signature is authentic."""
+
+    def check(self, signable: RequestSignable, info: SignatureInfo) -> None: ...
+
+
+class RemoteTicketChecker:
+    """Checks signatures through the service's ``authentication_tickets`` endpoint (section 5)."""
+
+    def __init__(self, client: MAuthServiceClient) -> None:
+        self.client = client
+
+    def check(self, signable: RequestSignable, info: SignatureInfo) -> None:
+        body = signable._hashes.materialize()  # the ticket carries the body itself
+        ticket: dict[str, object] = {
+            "verb": signable.method,
+            "app_uuid": info.app_uuid,
+            "client_signature": info.signature,
+            "request_url": signable.path,
+            "request_time": info.time,
+            "b64encoded_body": base64.b64encode(body).decode("ascii"),
+        }
+        if info.version == 2:
+            ticket["query_string"] = signable.query_string
+            ticket["token"] = info.token
+        response = self.client.request(
+            "POST", "/authentication_tickets.json", json={"authentication_ticket": ticket}
+        )
+        if 200 <= response.status_code < 300:
+            return
+        if response.status_code in (404, 412):
+            raise InauthenticError(
+                f"the MAuth service found the V{info.version} signature of app "
+                f"{info.app_uuid!r} inauthentic ({response.status_code})"
+            )
+        raise UnableToAuthenticateError(
+            f"the MAuth service answered {response.status_code} to an authentication ticket"
+        )
+
+
+class Authenticator:
+    """Decides whether a message is authentic.
+
+    ``authenticate`` returns an :class:`AuthResult` or raises
+    :class:`InauthenticError` (and its subclasses :class:`MAuthNotPresent`,
+    :class:`MissingV2Error`) or :class:`UnableToAuthenticateError`.
+    ``is_authentic`` gives upstream's ``(authentic, status_code, message)`` instead.
+    """
+
+    def __init__(
+        self,
+        key_source: KeySource | None = None,
+        *,
+        ticket_checker: TicketChecker | None = None,
+        v2_only: bool = False,
+        disable_fallback_to_v1: bool = False,
+        time_window: int = ALLOWED_DRIFT_SECONDS,
+        clock: Clock = _time.time,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        if key_source is None and ticket_checker is None:
+            raise ValueError("an Authenticator needs a key_source or a ticket_checker")
+        self.key_source = key_source
+        self.ticket_checker = ticket_checker
+        self.v2_only = v2_only
+        self.disable_fallback_to_v1 = disable_fallback_to_v1
+        self.time_window = time_window
+        self.clock = clock
+        self.logger = logger or logging.getLogger("mauth_client")
+
+    @classmethod
+    def from_config(
+        cls,
+        config: Config,
+        *,
+        signer: Signer | None = None,
+        clock: Clock = _time.time,
+        logger: logging.Logger | None = None,
+    ) -> Authenticator:
+        """Local or remote per ``config.mauth_mode``; in local mode keys go through
+        :class:`~mauth_client.key_holder.KeyHolder`, so patching it supplies keys."""
+        from .key_holder import KeyHolderSource
+
+        client = MAuthServiceClient(config) if config.mauth_url else None
+        source = None
+        if client is not None:
+            source = KeyHolderSource(LocalKeySource(config, client=client, clock=clock))
+        else:
+            source = KeyHolderSource(None)
+        remote = config.mauth_mode == "remote"
+        if remote and client is None:
+            config.require("mauth_url")
+        return cls(
+            source,
+            ticket_checker=RemoteTicketChecker(client) if remote and client else None,
+            v2_only=config.v2_only_authenticate,
+            disable_fallback_to_v1=config.disable_fallback_to_v1_on_v2_failure,
+            time_window=config.time_window,
+            clock=clock,
+            logger=logger,
+        )
+
+    # --- outcomes ---------------------------------------------------------------------
+
+    def authenticate(self, signable: Signable, signed: Signed) -> AuthResult:
+        """Authenticate ``signable`` by its headers ``signed`` (section 4)."""
+        v2 = signed.v2
+        v1 = signed.v1
+        if v2 is None and v1 is None:
+            self.logger.warning("MAuth authentication failed: no signature present")
+            raise MAuthNotPresent(
+                "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
+                "or MCC-Authentication header is blank."
+            )
+        if v2 is None:
+            if self.v2_only:
+                self.logger.warning("MAuth authentication failed: V2 required, V1 sent")
+                raise MissingV2Error(
+                    "This service requires mAuth v2 mcc-authentication header but only v1 "
+                    "x-mws-authentication is present"
+                )
+            assert v1 is not None
+            return self._authenticate_one(signable, v1)
+        try:
+            return self._authenticate_one(signable, v2)
+        except InauthenticError as exc:
+            if v1 is None or self.v2_only or self.disable_fallback_to_v1:
+                raise
+            self.logger.warning("MAuth V2 failed (%s); falling back to V1", exc)
+            return self._authenticate_one(signable, v1)
+
+    def is_authentic(self, signable: Signable, signed: Signed) -> tuple[bool, int, str]:
+        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``."""
+        try:
+            self.authenticate(signable, signed)
+        except InauthenticError as exc:
+            return False, 401, str(exc)
+        except UnableToAuthenticateError as exc:
+            return False, 500, str(exc)
+        return True, 200, ""
+
+    # --- one version ------------------------------------------------------------------
+
+    def _authenticate_one(self, signable: Signable, info: SignatureInfo) -> AuthResult:
+        label = f"V{info.version}"
+        self.logger.info(
+            "MAuth: authenticating a message from app %s with %s", info.app_uuid, label
+        )
+        try:
+            self._check_time(info)
+            self._check_token(info)
+            assert info.app_uuid is not None
+            if self.ticket_checker is not None and isinstance(signable, RequestSignable):
+                self.ticket_checker.check(signable, info)
+            elif not self._signature_valid(signable, info):
+                raise InauthenticError(
+                    f"Signature verification failed for {label}: the {label} signature of "
+                    f"app {info.app_uuid!r} does not match the message"
+                )
+        except UnableToAuthenticateError as exc:
+            self.logger.error("MAuth: could not authenticate app %s: %s", info.app_uuid, exc)
+            raise
+        except InauthenticError as exc:
+            self.logger.warning("MAuth: app %s %s inauthentic: %s", info.app_uuid, label, exc)
+            raise
+        except UnableToSignError as exc:  # a malformed message description: not authentic
+            self.logger.warning("MAuth: app %s %s unreadable: %s", info.app_uuid, label, exc)
+            raise InauthenticError(f"the message could not be read: {exc}") from None
+        except ConfigurationError as exc:  # our side is misconfigured: not the caller's fault
+            self.logger.error("MAuth: cannot authenticate: %s", exc)
+            raise UnableToAuthenticateError(f"MAuth is misconfigured: {exc}") from None
+        return AuthResult(info.app_uuid, info.version)
+
+    def _check_time(self, info: SignatureInfo) -> None:
+        name = "MCC-Time" if info.version == 2 else "X-MWS-Time"
+        text = info.time
+        if not text:
+            raise InauthenticError(f"Time verification failed. No {name} header present.")
+        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_TIME_DIGITS):
+            raise InauthenticError(
+                f"Time verification failed. {name} is not a whole number of epoch seconds."
+            )
+        drift = int(text) - self.clock()
+        if abs(drift) > self.time_window:
+            when = "in the future" if drift > 0 else "old"
+            raise InauthenticError(
+                f"Time verification failed. {name} is {abs(int(drift))} seconds {when}; at most "
+                f"{self.time_window} seconds are allowed."
+            )
+
+    @staticmethod
+    def _check_token(info: SignatureInfo) -> None:
+        if info.token != info.expected_token:
+            raise InauthenticError(
+                f"Token verification failed. Expected {info.expected_token}; "
+                f"token was {info.token or 'missing'}."
+            )
+        if not info.usable:
+            header = "MCC-Authentication" if info.version == 2 else "X-MWS-Authentication"
+            raise InauthenticError(f"The {header} header is malformed.")
+
+    def _signature_valid(self, signable: Signable, info: SignatureInfo) -> bool:
+        if self.key_source is None or info.app_uuid is None:
+            raise UnableToAuthenticateError("this authenticator has no source of public keys")
+        key = load_public_key(self.key_source.get_public_key(info.app_uuid))
+        # Section 4.6: also accept the target as a server may have re-encoded it.
+        for candidate in (signable, *signable.variants()):
+            if info.version == 2:
+                if verify_v2(key, info.signature, candidate.v2_string(info.app_uuid, info.time)):
+                    return True
+            else:
+                digest = candidate.v1_hexdigest(info.app_uuid, info.time)
+                if digest is not None and verify_v1(key, info.signature, digest):
+                    return True
+        return False
+
+
+# --- upstream compatibility -------------------------------------------------------------
+
+_default: Authenticator | None = None
+
+
+def default_authenticator() -> Authenticator:
+    """A process-wide authenticator built from the environment on first use."""
+    global _default
+    if _default is None:
+        _default = Authenticator.from_config(Config.from_env())
+    return _default
+
+
+def reset_default_authenticator() -> None:
+    """Forget the process-wide authenticator (after the environment changed)."""
+    global _default
+    _default = None
+
+
+class AbstractAuthenticator:
+    """Upstream's ``(signable, signed, logger)`` authenticator API."""
+
+    ALLOWED_DRIFT_SECONDS = ALLOWED_DRIFT_SECONDS
+    AUTHENTICATION_TYPE: str | None = None
+
+    def __init__(self, signable: Signable, signed: Signed, logger: logging.Logger | None) -> None:
+        self.signable = signable
+        self.signed = signed
+        self.logger = logger or logging.getLogger("mauth_client")
+
+    def _authenticator(self) -> Authenticator:
+        base = default_authenticator()
+        config = Config.from_env(resolve_private_key=False)
+        if self.AUTHENTICATION_TYPE == "REMOTE" and base.ticket_checker is None:
+            raise UnableToAuthenticateError("remote authentication needs MAUTH_URL")
+        return Authenticator(
+            base.key_source,
+            ticket_checker=base.ticket_checker if self.AUTHENTICATION_TYPE == "REMOTE" else None,
+            v2_only=bool(Config.V2_ONLY_AUTHENTICATE),
+            disable_fallback_to_v1=config.disable_fallback_to_v1_on_v2_failure,
+            time_window=self.ALLOWED_DRIFT_SECONDS,
+            clock=base.clock,
+            logger=self.logger,
+        )
+
+    def authenticate(self) -> AuthResult:
+        return self._authenticator().authenticate(self.signable, self.signed)
+
+    def is_authentic(self) -> tuple[bool, int, str]:
+        """``(authentic, status_code, message)`` as upstream."""
+        try:
+            return self._authenticator().is_authentic(self.signable, self.signed)
+        except UnableToAuthenticateError as exc:
+            return False, 500, str(exc)
+
+    @property
+    def authenticator_type(self) -> str | None:
+        return self.AUTHENTICATION_TYPE
+
+
+class LocalAuthenticator(AbstractAuthenticator):
+    """Checks signatures here with keys from :class:`~mauth_client.key_holder.KeyHolder`."""
+
+    AUTHENTICATION_TYPE = "LOCAL"
+
+
+class RemoteAuthenticator(AbstractAuthenticator):
+    """Asks the MAuth service to check signatures (authentication tickets)."""
+
+    AUTHENTICATION_TYPE = "REMOTE"

@@ -1,0 +1,235 @@
+"""One configuration object, built from arguments or from the environment.
+
+Environment names are those of ``mauth-protocol.md`` section 6. The environment is
+read when a :class:`Config` is built (``Config.from_env()``), never at import time.
+Upstream code that reads ``Config.APP_UUID`` and friends on the class still works:
+those names resolve against the environment at the moment they are read, unless a
+test suite assigned them on the class, as it could upstream.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .exceptions import ConfigurationError
+from .keys import looks_like_pem
+from .signer import check_app_uuid, parse_sign_versions
+
+_TRUE = {"1", "true", "yes", "on", "y", "t"}
+_FALSE = {"0", "false", "no", "off", "n", "f", ""}
+_API_VERSION = re.compile(r"v[0-9]+")
+
+# Upstream attribute name -> field of a Config instance.
+_UPSTREAM_NAMES = {
+    "APP_UUID": "app_uuid",
+    "MAUTH_URL": "mauth_url",
+    "MAUTH_API_VERSION": "mauth_api_version",
+    "MAUTH_MODE": "mauth_mode",
+    "PRIVATE_KEY": "private_key",
+    "V2_ONLY_AUTHENTICATE": "v2_only_authenticate",
+    "SIGN_VERSIONS": "sign_versions",
+    "DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE": "disable_fallback_to_v1_on_v2_failure",
+}
+
+
+def _first(env: Mapping[str, str], *names: str) -> tuple[str | None, str | None]:
+    """The first of ``names`` set to a non-blank value, and that value."""
+    for name in names:
+        value = env.get(name)
+        if value is not None and value.strip():
+            return name, value
+    return None, None
+
+
+def _flag(env: Mapping[str, str], *names: str) -> bool:
+    name, value = _first(env, *names)
+    if name is None or value is None:
+        return False
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be true or false, not {value.strip()!r}")
+
+
+def decrypt_kms_private_key(ciphertext_base64: str) -> str:
+    """Decrypt a KMS-encrypted, base64-encoded private key with boto3 (the ``aws`` extra)."""
+    try:
+        import boto3  # type: ignore[import-untyped]
+    except ImportError:
+        raise ConfigurationError(
+            "the private key has no PEM marker, so it is taken to be KMS-encrypted; "
+            "decrypting it needs boto3: pip install 'mauth-client[aws]'"
+        ) from None
+    try:
+        blob = base64.b64decode("".join(ciphertext_base64.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise ConfigurationError(
+            "the private key is neither PEM nor base64 (KMS-encrypted); check "
+            "MAUTH_PRIVATE_KEY / PRIVATE_KEY"
+        ) from None
+    try:
+        plaintext = boto3.client("kms").decrypt(CiphertextBlob=blob)["Plaintext"]
+    except Exception as exc:  # botocore's errors, missing region or credentials
+        raise ConfigurationError(
+            f"decrypting the KMS-encrypted private key failed: {type(exc).__name__}"
+        ) from None
+    text: str = plaintext.decode("utf-8") if isinstance(plaintext, bytes) else str(plaintext)
+    return text
+
+
+class _UpstreamNames(type):
+    """Lets ``Config.APP_UUID`` (upstream's class attributes) read the environment lazily."""
+
+    def __getattr__(cls, name: str) -> Any:
+        if name in _UPSTREAM_NAMES:
+            return getattr(Config.from_env(resolve_private_key=False), _UPSTREAM_NAMES[name])
+        raise AttributeError(name)
+
+
+@dataclass(frozen=True)
+class Config(metaclass=_UpstreamNames):
+    """Everything mauth-client needs; immutable once built.
+
+    ``private_key`` is the PEM text (a KMS-encrypted value is decrypted when the
+    config is built from the environment). Timeouts are in seconds.
+    """
+
+    app_uuid: str | None = None
+    private_key: str | bytes | None = field(default=None, repr=False)
+    mauth_url: str | None = None
+    mauth_api_version: str = "v1"
+    mauth_mode: str = "local"
+    sign_versions: str = "v1"
+    v2_only_authenticate: bool = False
+    disable_fallback_to_v1_on_v2_failure: bool = False
+    time_window: int = 300
+    connect_timeout: float = 3.0
+    read_timeout: float = 10.0
+    retries: int = 2
+    retry_backoff: float = 0.1
+    key_cache_size: int = 1024
+    default_key_ttl: int = 300
+    max_key_ttl: int = 86400
+    negative_cache_ttl: int = 60
+
+    def __post_init__(self) -> None:
+        if self.mauth_mode not in ("local", "remote"):
+            raise ConfigurationError(
+                f"MAUTH_MODE must be 'local' or 'remote', not {self.mauth_mode!r}"
+            )
+        if not _API_VERSION.fullmatch(self.mauth_api_version or ""):
+            raise ConfigurationError(
+                f"MAUTH_API_VERSION must look like 'v1', not {self.mauth_api_version!r}"
+            )
+        parse_sign_versions(self.sign_versions)
+        for name in (
+            "time_window",
+            "connect_timeout",
+            "read_timeout",
+            "retries",
+            "retry_backoff",
+            "key_cache_size",
+            "default_key_ttl",
+            "max_key_ttl",
+            "negative_cache_ttl",
+        ):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigurationError(f"{name} must be a non-negative number, not {value!r}")
+        if self.mauth_url is not None and not re.match(r"https?://[^/?#]+", self.mauth_url):
+            raise ConfigurationError(
+                f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
+                f"not {self.mauth_url!r}"
+            )
+
+    # Upstream's attribute names, read on an instance.
+    def __getattr__(self, name: str) -> Any:
+        if name in _UPSTREAM_NAMES:
+            return object.__getattribute__(self, _UPSTREAM_NAMES[name])
+        raise AttributeError(name)
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        resolve_private_key: bool = True,
+        **overrides: Any,
+    ) -> Config:
+        """Build a config from the environment (or ``env``); ``overrides`` win over it.
+
+        Raises :class:`ConfigurationError` naming the variable that is malformed or
+        contradicts another one.
+        """
+        env = os.environ if env is None else env
+        values: dict[str, Any] = {}
+        _, values["app_uuid"] = _first(env, "APP_UUID", "MAUTH_APP_UUID")
+        _, values["mauth_url"] = _first(env, "MAUTH_URL")
+        values["mauth_api_version"] = (_first(env, "MAUTH_API_VERSION")[1] or "v1").strip()
+        values["mauth_mode"] = (_first(env, "MAUTH_MODE")[1] or "local").strip().lower()
+        values["sign_versions"] = (_first(env, "MAUTH_SIGN_VERSIONS")[1] or "v1").strip()
+        values["v2_only_authenticate"] = _flag(
+            env, "V2_ONLY_AUTHENTICATE", "MAUTH_V2_ONLY_AUTHENTICATE"
+        )
+        values["disable_fallback_to_v1_on_v2_failure"] = _flag(
+            env, "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE"
+        )
+        if values["app_uuid"] is not None:
+            values["app_uuid"] = values["app_uuid"].strip()
+        if values["mauth_url"] is not None:
+            values["mauth_url"] = values["mauth_url"].strip()
+        if "private_key" not in overrides:
+            values["private_key"] = _private_key_from_env(env, resolve_private_key)
+        values.update(overrides)
+        return cls(**values)
+
+    def with_overrides(self, **changes: Any) -> Config:
+        """A copy with some fields changed (None values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+    def require(self, *names: str) -> None:
+        """Raise a :class:`ConfigurationError` naming the variable to set for each missing field."""
+        hints = {
+            "app_uuid": "APP_UUID (or MAUTH_APP_UUID)",
+            "private_key": "MAUTH_PRIVATE_KEY (or PRIVATE_KEY, or MAUTH_PRIVATE_KEY_FILE)",
+            "mauth_url": "MAUTH_URL",
+        }
+        missing = [hints.get(name, name) for name in names if not getattr(self, name)]
+        if missing:
+            raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
+        if "app_uuid" in names:
+            check_app_uuid(self.app_uuid)
+
+    @classmethod
+    def field_names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:
+    value_name, value = _first(env, "MAUTH_PRIVATE_KEY", "PRIVATE_KEY")
+    _, file_name = _first(env, "MAUTH_PRIVATE_KEY_FILE")
+    if value is not None and file_name is not None:
+        raise ConfigurationError(
+            f"both {value_name} and MAUTH_PRIVATE_KEY_FILE are set; set only one of them"
+        )
+    if file_name is not None:
+        path = Path(file_name.strip()).expanduser()
+        try:
+            value = path.read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigurationError(
+                f"MAUTH_PRIVATE_KEY_FILE names {str(path)!r}, which could not be read: "
+                f"{type(exc).__name__}"
+            ) from None
+    if value is None or not resolve or looks_like_pem(value):
+        return value
+    return decrypt_kms_private_key(value)

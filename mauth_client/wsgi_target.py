@@ -1,0 +1,45 @@
+"""Recovering the request target (path and query) of a WSGI request as it was sent.
+
+WSGI servers hand ``PATH_INFO`` over percent-decoded and as latin-1 text (PEP 3333).
+The signature covers the path as sent, so the raw target is preferred when the
+server provides it (``RAW_URI``: gunicorn, werkzeug and the local MAuth service;
+``REQUEST_URI``: uWSGI, mod_wsgi); otherwise the bytes are recovered from latin-1
+and re-encoded the way clients encode paths. The authenticator's section 4.6
+variants cover servers that re-encode differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+# What clients leave bare in a path: RFC 3986 pchar minus "%", plus "/".
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"
+
+
+def request_target(environ: Mapping[str, Any]) -> tuple[str, str]:
+    """``(path, query)`` of a WSGI request, as sent by the client where possible."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    if isinstance(raw, str) and raw.startswith("/"):
+        path, _, query = raw.partition("#")[0].partition("?")
+        return path, query
+    script = environ.get("SCRIPT_NAME", "") or ""
+    path_info = environ.get("PATH_INFO", "") or ""
+    try:
+        raw_path = (script + path_info).encode("latin-1")
+    except UnicodeEncodeError:  # a server that did not follow PEP 3333
+        raw_path = (script + path_info).encode("utf-8", "surrogateescape")
+    path = quote(raw_path, safe=_PATH_SAFE) or "/"
+    return path, environ.get("QUERY_STRING", "") or ""
+
+
+def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
+    """The MAuth headers of a WSGI request, under their canonical names."""
+    names = {
+        "HTTP_X_MWS_AUTHENTICATION": "X-MWS-Authentication",
+        "HTTP_X_MWS_TIME": "X-MWS-Time",
+        "HTTP_MCC_AUTHENTICATION": "MCC-Authentication",
+        "HTTP_MCC_TIME": "MCC-Time",
+    }
+    return {name: environ[key] for key, name in names.items() if key in environ}
