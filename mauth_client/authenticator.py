@@ -15,8 +15,9 @@ import base64
 import logging
 import time as _time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
+
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Config
 from .consts import ALLOWED_DRIFT_SECONDS
@@ -39,8 +40,7 @@ Clock = Callable[[], float]
 _MAX_TIME_DIGITS = 12  # up to year 33658; longer is "too large to be a time"
 
 
-@dataclass(frozen=True)
-class AuthResult:
+class AuthResult(NamedTuple):
     """What an authentic message told us."""
 
     app_uuid: str
@@ -154,25 +154,26 @@ class Authenticator:
     def authenticate(self, signable: Signable, signed: Signed) -> AuthResult:
         """Authenticate ``signable`` by its headers ``signed`` (section 4)."""
         v2 = signed.v2
-        v1 = signed.v1
-        if v2 is None and v1 is None:
-            self.logger.warning("MAuth authentication failed: no signature present")
-            raise MAuthNotPresent(
-                "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
-                "or MCC-Authentication header is blank."
-            )
         if v2 is None:
+            v1 = signed.v1
+            if v1 is None:
+                self.logger.warning("MAuth authentication failed: no signature present")
+                raise MAuthNotPresent(
+                    "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
+                    "or MCC-Authentication header is blank."
+                )
             if self.v2_only:
                 self.logger.warning("MAuth authentication failed: V2 required, V1 sent")
                 raise MissingV2Error(
                     "This service requires mAuth v2 mcc-authentication header but only v1 "
                     "x-mws-authentication is present"
                 )
-            assert v1 is not None
             return self._authenticate_one(signable, v1)
         try:
             return self._authenticate_one(signable, v2)
         except InauthenticError as exc:
+            # V1 is read only now: most messages never need it (section 4.5).
+            v1 = signed.v1
             if v1 is None or self.v2_only or self.disable_fallback_to_v1:
                 raise
             self.logger.warning("MAuth V2 failed (%s); falling back to V1", exc)
@@ -191,7 +192,7 @@ class Authenticator:
     # --- one version ------------------------------------------------------------------
 
     def _authenticate_one(self, signable: Signable, info: SignatureInfo) -> AuthResult:
-        label = f"V{info.version}"
+        label = "V2" if info.version == 2 else "V1"
         self.logger.info(
             "MAuth: authenticating a message from app %s with %s", info.app_uuid, label
         )
@@ -251,17 +252,22 @@ class Authenticator:
     def _signature_valid(self, signable: Signable, info: SignatureInfo) -> bool:
         if self.key_source is None or info.app_uuid is None:
             raise UnableToAuthenticateError("this authenticator has no source of public keys")
-        key = load_public_key(self.key_source.get_public_key(info.app_uuid))
-        # Section 4.6: also accept the target as a server may have re-encoded it.
-        for candidate in (signable, *signable.variants()):
-            if info.version == 2:
-                if verify_v2(key, info.signature, candidate.v2_string(info.app_uuid, info.time)):
-                    return True
-            else:
-                digest = candidate.v1_hexdigest(info.app_uuid, info.time)
-                if digest is not None and verify_v1(key, info.signature, digest):
-                    return True
-        return False
+        found = self.key_source.get_public_key(info.app_uuid)
+        # Key sources may answer with PEM; a key object needs no (ABC-checked) reload.
+        key = load_public_key(found) if isinstance(found, (str, bytes)) else found
+        if self._matches(key, signable, info):
+            return True
+        # Section 4.6: also accept the target as a server may have re-encoded it. The
+        # variants are only built after the message as received failed to match.
+        return any(self._matches(key, variant, info) for variant in signable.variants())
+
+    @staticmethod
+    def _matches(key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo) -> bool:
+        assert info.app_uuid is not None
+        if info.version == 2:
+            return verify_v2(key, info.signature, signable.v2_string(info.app_uuid, info.time))
+        digest = signable.v1_hexdigest(info.app_uuid, info.time)
+        return digest is not None and verify_v1(key, info.signature, digest)
 
 
 # --- upstream compatibility -------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple, Protocol
 from urllib.parse import quote
 
 import requests
-from cachetools import TLRUCache, TTLCache
+from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Config
@@ -122,7 +122,7 @@ class MAuthServiceClient:
 
 class _Entry(NamedTuple):
     key: rsa.RSAPublicKey
-    ttl: float
+    expires_at: float
 
 
 class LocalKeySource:
@@ -142,9 +142,9 @@ class LocalKeySource:
         self.client = client or MAuthServiceClient(config)
         self._clock = clock
         self._lock = threading.Lock()
-        self._keys: TLRUCache[str, _Entry] = TLRUCache(
-            maxsize=config.key_cache_size, ttu=lambda _k, entry, now: now + entry.ttl, timer=clock
-        )
+        # Hot path: a plain dict read (atomic under the GIL) and one clock call; writes
+        # take the lock. Bounded by key_cache_size (expired entries go first, then the oldest).
+        self._keys: dict[str, _Entry] = {}
         self._unknown: TTLCache[str, bool] = TTLCache(
             maxsize=config.key_cache_size, ttl=config.negative_cache_ttl, timer=clock
         )
@@ -152,10 +152,10 @@ class LocalKeySource:
         self.fetch_count = 0
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
+        entry = self._keys.get(app_uuid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
         with self._lock:
-            entry = self._keys.get(app_uuid)
-            if entry is not None:
-                return entry.key
             if app_uuid in self._unknown:
                 raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
             flight = self._in_flight.get(app_uuid)
@@ -207,11 +207,22 @@ class LocalKeySource:
             self.config.default_key_ttl,
             self.config.max_key_ttl,
         )
-        entry = _Entry(key, ttl)
+        entry = _Entry(key, self._clock() + ttl)
         if ttl > 0:
             with self._lock:
-                self._keys[app_uuid] = entry
+                self._store(app_uuid, entry)
         return entry
+
+    def _store(self, app_uuid: str, entry: _Entry) -> None:
+        keys = self._keys
+        keys.pop(app_uuid, None)
+        if len(keys) >= self.config.key_cache_size:
+            now = self._clock()
+            for stale in [k for k, e in keys.items() if e.expires_at <= now]:
+                del keys[stale]
+            while len(keys) >= max(self.config.key_cache_size, 1):
+                del keys[next(iter(keys))]  # the oldest insertion
+        keys[app_uuid] = entry
 
     def clear(self) -> None:
         """Forget every cached key and every cached 404."""

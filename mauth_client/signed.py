@@ -29,6 +29,17 @@ _WANTED = {
     MCC_AUTH.lower(): "mcc_authentication",
     MCC_TIME.lower(): "mcc_time",
 }
+_EXACT: dict[object, str] = {}
+for _lower, _name in _WANTED.items():
+    _canonical = {
+        "x_mws_authentication": X_MWS_AUTH,
+        "x_mws_time": X_MWS_TIME,
+        "mcc_authentication": MCC_AUTH,
+        "mcc_time": MCC_TIME,
+    }[_name]
+    for _spelling in (_lower, _canonical, _lower.encode("ascii"), _canonical.encode("ascii")):
+        _EXACT[_spelling] = _name
+_LENGTHS = {len(name) for name in _WANTED}
 # Only to name the token and app in error messages when the strict pattern fails.
 _LOOSE = re.compile(r"\A([^ :]+) +([^:]+):")
 
@@ -54,6 +65,8 @@ class SignatureInfo(NamedTuple):
 
 
 def _text(value: object) -> str:
+    if type(value) is str:
+        return value.strip() if value else value
     if isinstance(value, str):
         return value.strip()
     if isinstance(value, (bytes, bytearray)):
@@ -139,12 +152,16 @@ class Signed:
             items = headers.items() if isinstance(headers, Mapping) else headers
             try:
                 for key, value in items:
-                    if isinstance(key, (bytes, bytearray)):
-                        key = bytes(key).decode("latin-1")
-                    if isinstance(key, str):
+                    name = _EXACT.get(key)  # common spellings, without lower-casing every key
+                    if name is None:
+                        if isinstance(key, (bytes, bytearray)):
+                            key = bytes(key).decode("latin-1")
+                        if not isinstance(key, str) or len(key) not in _LENGTHS:
+                            continue
                         name = _WANTED.get(key.lower())
-                        if name is not None:
-                            found[name] = value
+                        if name is None:
+                            continue
+                    found[name] = value
             except (TypeError, ValueError):
                 pass  # not pairs: treat what was read so far as the headers
         return cls(**found)
