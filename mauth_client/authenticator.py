@@ -47,6 +47,9 @@ class AuthResult(NamedTuple):
     protocol_version: int
 
 
+_new_result = tuple.__new__  # skips the NamedTuple's Python-level __new__ on the hot path
+
+
 class TicketChecker(Protocol):
     """Remote mode: asks the MAuth service whether a signature is authentic."""
 
@@ -219,7 +222,7 @@ class Authenticator:
         except ConfigurationError as exc:  # our side is misconfigured: not the caller's fault
             self.logger.error("MAuth: cannot authenticate: %s", exc)
             raise UnableToAuthenticateError(f"MAuth is misconfigured: {exc}") from None
-        return AuthResult(info.app_uuid, info.version)
+        return _new_result(AuthResult, (info.app_uuid, info.version))
 
     def _check_time(self, info: SignatureInfo) -> None:
         name = "MCC-Time" if info.version == 2 else "X-MWS-Time"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
@@ -98,15 +98,19 @@ def encode_query(query: str) -> str:
 
 def _sorted_plain_query(parts: list[str]) -> str | None:
     """Fast path for queries of unreserved characters: nothing to decode or encode,
-    only sorting, unless a value holds an "=" (which must become %3D)."""
-    pairs = []
+    only sorting (unless a value holds an "=", which must become %3D).
+
+    Each part's "=" is swapped for NUL, which sorts below every unreserved character,
+    so sorting the strings orders them exactly as sorting (key, value) pairs would.
+    """
+    keyed = []
     for part in parts:
-        key, _, value = part.partition("=")
-        if "=" in value:
+        count = part.count("=")
+        if count > 1:
             return None
-        pairs.append((key, value))
-    pairs.sort()
-    return "&".join([key + "=" + value for key, value in pairs])
+        keyed.append(part.replace("=", "\x00") if count else part + "\x00")
+    keyed.sort()
+    return "&".join(keyed).replace("\x00", "=")
 
 
 def split_url(url: str) -> tuple[str, str]:
@@ -131,6 +135,8 @@ def split_url(url: str) -> tuple[str, str]:
 
 def _time_text(value: object) -> str:
     """Epoch seconds as decimal text; rejects anything that is not a plain integer."""
+    if type(value) is str and value.isdigit() and value.isascii():
+        return value
     if isinstance(value, bool):
         raise InvalidMessageError("the time must be an integer number of epoch seconds")
     if isinstance(value, int):
@@ -179,12 +185,13 @@ class _BodyHashes:
         if v2 is not None:
             self._hexdigest = v2.hexdigest()
 
-    def hexdigest(self, prefix: bytes) -> str:
+    def hexdigest(self, prefix: Callable[[], bytes]) -> str:
+        """The body digest; ``prefix`` is only called when a stream must be read."""
         if self._hexdigest is None:
             if self._data is not None:
                 self._hexdigest = hashlib.sha512(self._data).hexdigest()
             else:
-                self._pass(prefix)
+                self._pass(prefix())
         assert self._hexdigest is not None
         return self._hexdigest
 
@@ -231,7 +238,7 @@ class Signable:
 
     def body_hexdigest(self) -> str:
         """Lower-case hex SHA-512 of the body (the V2 body line)."""
-        return self._hashes.hexdigest(self._v1_prefix())
+        return self._hashes.hexdigest(self._v1_prefix)
 
     def v1_hexdigest(self, app_uuid: str, time: object) -> bytes | None:
         """Hex SHA-512 of the V1 string to sign, computed without holding the body in memory.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mauth_client.consts import MWSV2_AUTH_PATTERN, X_MWS_AUTH_PATTERN
 from mauth_client.signed import Signed
@@ -138,3 +140,21 @@ def test_mixed_case_dict_keeps_both_versions() -> None:
     )
     assert signed.v1 is not None and signed.v1.signature == "t" and signed.v1.time == "1"
     assert signed.v2 is not None and signed.v2.signature == "s" and signed.v2.time == "2"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet="MWSV2 :;ab=\n", max_size=16), st.sampled_from(["", "MWSV2 ", "MWSV2 a:b"]))
+def test_v2_parse_agrees_with_the_anchored_pattern(tail: str, head: str) -> None:
+    value = head + tail
+    match = MWSV2_AUTH_PATTERN.match(value)
+    info = Signed(mcc_authentication=value).v2
+    stripped = value.strip()
+    if stripped != value:  # header values are stripped first; compare on that
+        match = MWSV2_AUTH_PATTERN.match(stripped)
+    if not stripped:
+        assert info is None
+        return
+    assert info is not None
+    assert info.usable == (match is not None)
+    if match is not None:
+        assert (info.token, info.app_uuid, info.signature) == match.groups()
