@@ -63,7 +63,7 @@ def _flag(env: Mapping[str, str], *names: str) -> bool:
 def decrypt_kms_private_key(ciphertext_base64: str) -> str:
     """Decrypt a KMS-encrypted, base64-encoded private key with boto3 (the ``aws`` extra)."""
     try:
-        import boto3  # type: ignore[import-untyped]
+        import boto3
     except ImportError:
         raise ConfigurationError(
             "the private key has no PEM marker, so it is taken to be KMS-encrypted; "

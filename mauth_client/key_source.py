@@ -27,7 +27,6 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from .config import Config
 from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
 from .keys import PublicKeyData, load_public_key
-from .requests_mauth import MAuth
 
 logger = logging.getLogger("mauth_client")
 
@@ -81,6 +80,8 @@ class MAuthServiceClient:
         assert config.mauth_url is not None
         self.config = config
         self.base = f"{config.mauth_url.rstrip('/')}/mauth/{config.mauth_api_version}"
+        from .requests_mauth import MAuth  # here, not at the top: requests_mauth imports us
+
         self.session = session or requests.Session()
         self.session.auth = MAuth(config=config)
         self.session.headers["User-Agent"] = "mauth-client-python/2"

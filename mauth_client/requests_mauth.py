@@ -15,12 +15,10 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 from .body import in_memory, is_rereadable, iter_chunks
+from .client import client_options
 from .config import Config
-from .exceptions import ConfigurationError
 from .keys import PrivateKeyData
-from .signable import RequestSignable, ResponseSignable
-from .signed import Signed
-from .signer import Signer
+from .signable import RequestSignable
 
 if TYPE_CHECKING:
     from .authenticator import Authenticator
@@ -60,45 +58,32 @@ class MAuth(requests.auth.AuthBase):
         authenticator: Authenticator | None = None,
         config: Config | None = None,
     ) -> None:
-        if app_uuid is None or private_key_data is None or sign_versions is None:
-            config = config or Config.from_env()
-        if config is not None:
-            app_uuid = app_uuid or config.app_uuid
-            private_key_data = private_key_data or config.private_key
-            sign_versions = sign_versions or config.sign_versions
-        if not app_uuid or not private_key_data:
-            raise ConfigurationError(
-                "MAuth is not configured: set "
-                + " and ".join(
-                    name
-                    for name, value in (
-                        ("APP_UUID (or MAUTH_APP_UUID)", app_uuid),
-                        (
-                            "MAUTH_PRIVATE_KEY (or PRIVATE_KEY, or MAUTH_PRIVATE_KEY_FILE)",
-                            private_key_data,
-                        ),
-                    )
-                    if not value
-                )
-            )
-        self.signer = Signer(app_uuid, private_key_data, sign_versions)
-        self._config = config
-        self._authenticator = authenticator
-        self.authenticate_responses = authenticate_responses or authenticator is not None
+        self.signer, self._checker = client_options(
+            app_uuid,
+            private_key_data,
+            sign_versions,
+            authenticate_responses=authenticate_responses,
+            authenticator=authenticator,
+            config=config,
+        )
 
     @property
     def app_uuid(self) -> str:
         return self.signer.app_uuid
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
-        body = request.body
-        if in_memory(body) is None:
-            body = request.body = spool(body)
-        headers = self.signer.signed_headers(
-            RequestSignable(method=request.method or "GET", url=request.url or "/", body=body)
-        )
-        request.headers.update(headers)
-        if self.authenticate_responses:
+        if in_memory(request.body) is None and not is_rereadable(request.body):
+            # A generator: spooled, so now of known length. requests set
+            # "Transfer-Encoding: chunked" for it but will add a Content-Length after
+            # this hook; both at once would corrupt the request, so send it sized.
+            spooled = spool(request.body)
+            size = spooled.seek(0, 2)
+            spooled.seek(0)
+            request.body = spooled
+            request.headers.pop("Transfer-Encoding", None)
+            request.headers["Content-Length"] = str(size)
+        request.headers.update(self.make_headers(request))
+        if self._checker is not None:
             request.register_hook("response", self._authenticate_response)  # type: ignore[no-untyped-call]
         return request
 
@@ -111,16 +96,8 @@ class MAuth(requests.auth.AuthBase):
         )
 
     def _authenticate_response(self, response: requests.Response, **_: Any) -> requests.Response:
-        from .authenticator import Authenticator
-
-        if self._authenticator is None:
-            self._authenticator = Authenticator.from_config(
-                self._config or Config.from_env(), signer=self.signer
-            )
-        result = self._authenticator.authenticate(
-            ResponseSignable(response.status_code, response.content),
-            Signed.from_headers(response.headers),
-        )
+        assert self._checker is not None
+        result = self._checker.check(response.status_code, response.content, response.headers)
         response.mauth_app_uuid = result.app_uuid  # type: ignore[attr-defined]
         response.mauth_protocol_version = result.protocol_version  # type: ignore[attr-defined]
         return response

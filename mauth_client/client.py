@@ -1,0 +1,85 @@
+"""What both HTTP client adapters (requests, httpx) share, framework-free.
+
+Building the signer from arguments or the configuration, and authenticating the
+responses that come back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import NamedTuple
+
+from .authenticator import Authenticator, AuthResult
+from .body import Body
+from .config import Config
+from .exceptions import ConfigurationError
+from .keys import PrivateKeyData
+from .signable import ResponseSignable
+from .signed import HeadersLike, Signed
+from .signer import Signer
+
+
+def build_signer(
+    app_uuid: str | None,
+    private_key_data: PrivateKeyData | None,
+    sign_versions: str | Iterable[str] | None,
+    config: Config | None,
+) -> tuple[Signer, Config | None]:
+    """A signer from explicit arguments, falling back to ``config`` or the environment.
+
+    Raises :class:`ConfigurationError` naming what to set when something is missing.
+    """
+    if app_uuid is None or private_key_data is None or sign_versions is None:
+        config = config or Config.from_env()
+    if config is not None:
+        app_uuid = app_uuid or config.app_uuid
+        private_key_data = private_key_data or config.private_key
+        sign_versions = sign_versions or config.sign_versions
+    missing = [
+        name
+        for name, value in (
+            ("APP_UUID (or MAUTH_APP_UUID)", app_uuid),
+            ("MAUTH_PRIVATE_KEY (or PRIVATE_KEY, or MAUTH_PRIVATE_KEY_FILE)", private_key_data),
+        )
+        if not value
+    ]
+    if missing or app_uuid is None or private_key_data is None:
+        raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
+    return Signer(app_uuid, private_key_data, sign_versions), config
+
+
+class ResponseChecker:
+    """Authenticates responses; the authenticator is built on first use."""
+
+    def __init__(self, authenticator: Authenticator | None, config: Config | None) -> None:
+        self._authenticator = authenticator
+        self._config = config
+
+    def check(self, status_code: int, body: Body, headers: HeadersLike) -> AuthResult:
+        """Raise :class:`~mauth_client.exceptions.InauthenticError` for an unsigned or
+        tampered response; return who signed it otherwise."""
+        if self._authenticator is None:
+            self._authenticator = Authenticator.from_config(self._config or Config.from_env())
+        return self._authenticator.authenticate(
+            ResponseSignable(status_code, body), Signed.from_headers(headers)
+        )
+
+
+class ClientOptions(NamedTuple):
+    signer: Signer
+    checker: ResponseChecker | None
+
+
+def client_options(
+    app_uuid: str | None,
+    private_key_data: PrivateKeyData | None,
+    sign_versions: str | Iterable[str] | None,
+    *,
+    authenticate_responses: bool,
+    authenticator: Authenticator | None,
+    config: Config | None,
+) -> ClientOptions:
+    """The signer, and a response checker when responses are to be authenticated."""
+    signer, config = build_signer(app_uuid, private_key_data, sign_versions, config)
+    wanted = authenticate_responses or authenticator is not None
+    return ClientOptions(signer, ResponseChecker(authenticator, config) if wanted else None)

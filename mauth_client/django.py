@@ -1,0 +1,121 @@
+"""MAuth for Django: middleware and the ``mauth_required`` / ``mauth_optional`` decorators.
+
+    MIDDLEWARE = [..., "mauth_client.django.MAuthMiddleware"]   # every request
+    @mauth_required                                            # or per view
+    @mauth_optional                  # sets request.mauth_app_uuid when authentically signed
+
+Settings come from ``settings.MAUTH`` (a dict with the environment names of the
+README, e.g. ``{"MAUTH_URL": ..., "APP_UUID": ...}``, plus ``APP_UUIDS`` for an
+allow-list and ``EXEMPT`` for paths the middleware lets through), falling back to
+the environment. ``request.mauth_app_uuid`` is the caller's app UUID (or None).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from django.conf import settings
+from django.core.signals import setting_changed
+from django.http import HttpRequest, HttpResponse
+
+from .config import Config
+from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
+from .wsgi_target import request_headers, request_target
+
+View = TypeVar("View", bound=Callable[..., Any])
+_guard: RequestGuard | None = None
+
+
+def _settings() -> dict[str, Any]:
+    value = getattr(settings, "MAUTH", None)
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _reset(setting: str = "", **_: Any) -> None:
+    global _guard
+    if setting in ("", "MAUTH"):
+        _guard = None
+
+
+setting_changed.connect(_reset)
+
+
+def guard() -> RequestGuard:
+    """The process's request guard, built from ``settings.MAUTH`` over the environment."""
+    global _guard
+    if _guard is None:
+        options = _settings()
+        env = dict(os.environ)
+        env.update({k: str(v) for k, v in options.items() if isinstance(v, (str, int, bool))})
+        app_uuids = options.get("APP_UUIDS")
+        _guard = RequestGuard(
+            config=Config.from_env(env), app_uuids=set(app_uuids) if app_uuids else None
+        )
+    return _guard
+
+
+def check(request: HttpRequest) -> Outcome:
+    """Authenticate a Django request; on success record the caller on the request."""
+    path, query = request_target(request.META)
+    outcome = guard().check(
+        request.method or "GET", path, query, request_headers(request.META), request.body
+    )
+    result = outcome.result if outcome.ok else None
+    request.mauth_app_uuid = result.app_uuid if result else None
+    if result is not None:
+        request.META[ENV_APP_UUID] = result.app_uuid
+        request.META[ENV_AUTHENTIC] = True
+        request.META[ENV_PROTOCOL_VERSION] = result.protocol_version
+    return outcome
+
+
+def error_response(outcome: Outcome) -> HttpResponse:
+    return HttpResponse(
+        error_body(outcome.message), status=outcome.status, content_type=JSON_CONTENT_TYPE
+    )
+
+
+class MAuthMiddleware:
+    """Authenticates every request except the ``EXEMPT`` paths of ``settings.MAUTH``."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        exempt = _settings().get("EXEMPT") or ()
+        if exempt and is_exempt(request.path, exempt):
+            return self.get_response(request)
+        outcome = check(request)
+        if not outcome.ok:
+            return error_response(outcome)
+        return self.get_response(request)
+
+
+def mauth_required(view: View) -> View:
+    """Answer 401 (or 403/500) unless the request carries an authentic MAuth signature."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        outcome = check(request)
+        if not outcome.ok:
+            return error_response(outcome)
+        return view(request, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def mauth_optional(view: View) -> View:
+    """Let every request through; ``request.mauth_app_uuid`` is the caller's app UUID
+    for an authentic signature and None otherwise (including when the MAuth service
+    fails, which is logged as an error)."""
+
+    @functools.wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+        check(request)
+        return view(request, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,205 @@
+"""MAuth for Flask: an extension and the ``requires_authentication`` decorator.
+
+    mauth = FlaskAuthenticator(app)          # or FlaskAuthenticator() + mauth.init_app(app)
+
+    @app.get("/orders")
+    @requires_authentication                  # or @requires_authentication(app_uuids={...})
+    def orders(): ...
+
+Only decorated views are authenticated, so a health check such as ``/app_status``
+stays open by simply not decorating it. ``FlaskAuthenticator(app,
+authenticate_all=True, exempt={"/app_status"})`` authenticates every route instead,
+except the exempt ones.
+
+Settings come from ``app.config`` (``MAUTH_APP_UUID``, ``MAUTH_PRIVATE_KEY``,
+``MAUTH_URL``, ``MAUTH_MODE``, ... the environment names of the README, plus
+``MAUTH_APP_UUIDS`` for an allow-list and ``MAUTH_SIGN_RESPONSES``), falling back to
+the environment. The caller's app UUID is in ``flask.g.mauth_app_uuid`` and in
+``request.environ["mauth.app_uuid"]``. The request body is read with
+``request.get_data(cache=True)``, so the view can still read it.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar, overload
+
+from flask import Flask, Response, current_app, g, request
+
+from .authenticator import Authenticator
+from .config import Config
+from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
+from .wsgi_target import request_headers, request_target
+
+logger = logging.getLogger("mauth_client")
+
+F = TypeVar("F", bound=Callable[..., Any])
+EXTENSION = "mauth"
+_ENV_NAMES = (
+    "APP_UUID",
+    "MAUTH_APP_UUID",
+    "PRIVATE_KEY",
+    "MAUTH_PRIVATE_KEY",
+    "MAUTH_PRIVATE_KEY_FILE",
+    "MAUTH_URL",
+    "MAUTH_API_VERSION",
+    "MAUTH_MODE",
+    "MAUTH_SIGN_VERSIONS",
+    "V2_ONLY_AUTHENTICATE",
+    "MAUTH_V2_ONLY_AUTHENTICATE",
+    "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
+)
+
+
+def config_from_flask(app: Flask) -> Config:
+    """A :class:`Config` from ``app.config``'s MAuth keys, over the environment."""
+    merged = dict(os.environ)
+    for name in _ENV_NAMES:
+        value = app.config.get(name)
+        if value is not None:
+            merged[name] = str(value)
+    return Config.from_env(merged)
+
+
+class FlaskAuthenticator:
+    """The Flask extension; state lives in ``app.extensions["mauth"]``."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        config: Config | None = None,
+        authenticator: Authenticator | None = None,
+        app_uuids: Collection[str] | None = None,
+        sign_responses: bool | None = None,
+        authenticate_all: bool = False,
+        exempt: Collection[str] = (),
+    ) -> None:
+        self._config = config
+        self._authenticator = authenticator
+        self._app_uuids = app_uuids
+        self._sign_responses = sign_responses
+        self.authenticate_all = authenticate_all
+        self.exempt = frozenset(exempt)
+        self.guard: RequestGuard | None = None
+        self.sign_responses = False
+        if app is not None:
+            self.init_app(app)
+
+    def init_app(self, app: Flask) -> None:
+        config = self._config or config_from_flask(app)
+        app_uuids = self._app_uuids
+        if app_uuids is None and app.config.get("MAUTH_APP_UUIDS") is not None:
+            app_uuids = set(app.config["MAUTH_APP_UUIDS"])
+        self.guard = RequestGuard(self._authenticator, config=config, app_uuids=app_uuids)
+        sign = self._sign_responses
+        self.sign_responses = bool(
+            app.config.get("MAUTH_SIGN_RESPONSES", False) if sign is None else sign
+        )
+        app.extensions[EXTENSION] = self
+        app.after_request(_sign_response)
+        if self.authenticate_all:
+            app.before_request(self._authenticate_every_request)
+
+    def _authenticate_every_request(self) -> Response | None:
+        path, _ = request_target(request.environ)
+        if is_exempt(path, self.exempt) or is_exempt(request.path, self.exempt):
+            return None
+        return authenticate_current_request(self, None, self.sign_responses)
+
+    def check(self, app_uuids: Collection[str] | None = None) -> Outcome:
+        """Authenticate the current Flask request."""
+        assert self.guard is not None
+        path, query = request_target(request.environ)
+        return self.guard.check(
+            request.method,
+            path,
+            query,
+            request_headers(request.environ),
+            request.get_data(cache=True),
+            app_uuids=app_uuids,
+        )
+
+
+def _extension() -> FlaskAuthenticator:
+    extension = current_app.extensions.get(EXTENSION)
+    if not isinstance(extension, FlaskAuthenticator):
+        # Friendly default: the decorator alone works, configured from the environment.
+        extension = FlaskAuthenticator(current_app._get_current_object())  # type: ignore[attr-defined]
+    return extension
+
+
+def authenticate_current_request(
+    extension: FlaskAuthenticator, app_uuids: Collection[str] | None, sign_response: bool
+) -> Response | None:
+    """None when the request may go on; otherwise the JSON error response to send."""
+    g.mauth_sign_response = sign_response
+    outcome = extension.check(app_uuids)
+    if outcome.result is not None:
+        g.mauth_protocol_version = outcome.result.protocol_version
+    if not outcome.ok:
+        return Response(error_body(outcome.message), outcome.status, mimetype=JSON_CONTENT_TYPE)
+    assert outcome.result is not None
+    g.mauth_app_uuid = outcome.result.app_uuid
+    request.environ[ENV_APP_UUID] = outcome.result.app_uuid
+    request.environ[ENV_AUTHENTIC] = True
+    request.environ[ENV_PROTOCOL_VERSION] = outcome.result.protocol_version
+    return None
+
+
+def _sign_response(response: Response) -> Response:
+    if not g.get("mauth_sign_response"):
+        return response
+    if response.is_streamed:
+        logger.warning("MAuth: a streamed response cannot be signed; it was sent unsigned")
+        return response
+    extension = _extension()
+    assert extension.guard is not None
+    response.headers.update(
+        extension.guard.response_headers(
+            response.status_code, response.get_data(), g.get("mauth_protocol_version")
+        )
+    )
+    return response
+
+
+@overload
+def requires_authentication(view: F) -> F: ...
+@overload
+def requires_authentication(
+    view: None = None,
+    *,
+    app_uuids: Collection[str] | None = None,
+    sign_response: bool | None = None,
+) -> Callable[[F], F]: ...
+
+
+def requires_authentication(
+    view: F | None = None,
+    *,
+    app_uuids: Collection[str] | None = None,
+    sign_response: bool | None = None,
+) -> F | Callable[[F], F]:
+    """Require an authentic MAuth signature for a view; bare or with options.
+
+    ``app_uuids``: only these callers (others get 403). ``sign_response``: sign the
+    response (default: the extension's ``sign_responses``).
+    """
+
+    def decorate(function: F) -> F:
+        @functools.wraps(function)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            extension = _extension()
+            sign = extension.sign_responses if sign_response is None else sign_response
+            failure = authenticate_current_request(extension, app_uuids, sign)
+            if failure is not None:
+                return failure
+            return current_app.ensure_sync(function)(*args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(view) if view is not None else decorate

@@ -1,0 +1,173 @@
+"""MAuth for AWS Lambda: upstream's ``LambdaAuthenticator`` and an event helper.
+
+    authentic, status, message = LambdaAuthenticator(method, url, headers, body).is_authentic()
+    result = authenticate_event(event)      # API Gateway REST (v1), HTTP API (v2) or ALB
+
+Configuration comes from the environment (or ``config=``). Keys are fetched once
+per cold start and cached across invocations of a warm container.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+from .authenticator import Authenticator
+from .config import Config
+from .server import RequestGuard
+from .signable import split_url
+from .signed import Signed
+
+_guard: RequestGuard | None = None
+
+
+def _default_guard() -> RequestGuard:
+    global _guard  # one per container: keys stay cached between invocations
+    if _guard is None:
+        _guard = RequestGuard()
+    return _guard
+
+
+def _guard_for(authenticator: Authenticator | None, config: Config | None) -> RequestGuard:
+    if authenticator is None and config is None:
+        return _default_guard()
+    return RequestGuard(authenticator, config=config)
+
+
+class LambdaAuthenticator:
+    """Upstream's API: ``is_authentic() -> (authentic, status_code, message)``."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, Any] | None,
+        body: str | bytes | None,
+        *,
+        authenticator: Authenticator | None = None,
+        config: Config | None = None,
+    ) -> None:
+        self.method = method
+        self.url = url
+        self.headers = dict(headers or {})
+        self.body = body
+        self._guard = _guard_for(authenticator, config)
+
+    def get_app_uuid(self) -> str | None:
+        """The app UUID the request claims to come from (whether or not authentic)."""
+        return Signed.from_headers(self.headers).app_uuid
+
+    def is_authentic(self) -> tuple[bool, int, str]:
+        try:
+            path, query = split_url(self.url if isinstance(self.url, str) else "")
+        except ValueError as exc:
+            return False, 401, f"the request URL could not be read: {exc}"
+        outcome = self._guard.check(self.method, path, query, self.headers, self.body)
+        return outcome.ok, outcome.status, outcome.message
+
+
+class LambdaResult(NamedTuple):
+    authentic: bool
+    status_code: int
+    message: str
+    app_uuid: str | None
+    protocol_version: int | None
+
+
+class EventRequest(NamedTuple):
+    method: str
+    path: str
+    query: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def _headers(event: Mapping[str, Any]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for name, values in (event.get("multiValueHeaders") or {}).items():
+        if isinstance(values, list) and values:
+            headers[str(name)] = str(values[0])
+    for name, value in (event.get("headers") or {}).items():
+        if value is not None:
+            headers.setdefault(str(name), str(value))
+    return headers
+
+
+def _query_from_params(event: Mapping[str, Any], encoded: bool) -> str:
+    """Rebuild a query from (decoded, or for ALB still encoded) parameters. V2 signs the
+    decoded pairs, so any consistent encoding gives the same string to sign."""
+    multi = event.get("multiValueQueryStringParameters")
+    if not multi:
+        single = event.get("queryStringParameters") or {}
+        multi = {k: [v] for k, v in single.items()}
+    parts = []
+    for key, values in multi.items():
+        for value in values or [""]:
+            k, v = (
+                (str(key), str(value))
+                if encoded
+                else (quote(str(key), safe=""), quote(str(value), safe=""))
+            )
+            parts.append(f"{k}={v}")
+    return "&".join(parts)
+
+
+def request_from_event(event: Mapping[str, Any]) -> EventRequest:
+    """The request an API Gateway (REST or HTTP API) or ALB event describes.
+
+    The path is the one the client sent and signed: with a stage prefix for REST
+    APIs called on their execute-api URL (``requestContext.path``), ``rawPath`` for
+    HTTP APIs. Raises ValueError for an event that describes no HTTP request.
+    """
+    if not isinstance(event, Mapping):
+        raise ValueError("the event is not a JSON object")
+    context = event.get("requestContext") or {}
+    if event.get("version") == "2.0":
+        method = (context.get("http") or {}).get("method")
+        path = event.get("rawPath") or "/"
+        query = event.get("rawQueryString") or ""
+    elif "httpMethod" in event:
+        method = event["httpMethod"]
+        is_alb = "elb" in context
+        path = (None if is_alb else context.get("path")) or event.get("path") or "/"
+        query = _query_from_params(event, encoded=is_alb)
+    else:
+        raise ValueError("the event is not from API Gateway or an ALB (no HTTP method)")
+    if not isinstance(method, str) or not method:
+        raise ValueError("the event has no HTTP method")
+    raw_body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        try:
+            body = base64.b64decode(raw_body, validate=True)
+        except (binascii.Error, ValueError, TypeError):
+            raise ValueError("the event's body is marked base64 but is not base64") from None
+    else:
+        body = raw_body.encode("utf-8") if isinstance(raw_body, str) else bytes(raw_body)
+    return EventRequest(method, str(path), str(query), _headers(event), body)
+
+
+def authenticate_event(
+    event: Mapping[str, Any],
+    *,
+    authenticator: Authenticator | None = None,
+    config: Config | None = None,
+) -> LambdaResult:
+    """Authenticate the request of a Lambda proxy event; never raises for a bad event."""
+    try:
+        req = request_from_event(event)
+    except ValueError as exc:
+        return LambdaResult(False, 401, str(exc), None, None)
+    outcome = _guard_for(authenticator, config).check(
+        req.method, req.path, req.query, req.headers, req.body
+    )
+    result = outcome.result
+    return LambdaResult(
+        outcome.ok,
+        outcome.status,
+        outcome.message,
+        result.app_uuid if result else None,
+        result.protocol_version if result else None,
+    )

@@ -1,0 +1,122 @@
+"""``MAuthWSGIMiddleware``: authenticate every request of a WSGI app.
+
+    app = MAuthWSGIMiddleware(app, exempt={"/app_status"})
+
+Rejected requests get a JSON error (401, 403 or 500; no body for HEAD). Authentic
+ones reach the app with ``mauth.app_uuid``, ``mauth.authentic`` and
+``mauth.protocol_version`` in the environ, and a ``wsgi.input`` that still holds
+the whole body. Bodies above ``spool_threshold`` bytes go to a temporary file.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Collection, Iterable
+from typing import Any
+
+from ..authenticator import Authenticator
+from ..config import Config
+from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from ..exceptions import BodyReadError
+from ..server import (
+    DEFAULT_SPOOL_THRESHOLD,
+    JSON_CONTENT_TYPE,
+    RequestGuard,
+    error_body,
+    is_exempt,
+    read_exactly,
+    spool_body,
+)
+from ..wsgi_target import request_headers, request_target
+
+Environ = dict[str, Any]
+WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
+
+_REASONS = {401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error"}
+
+
+def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:
+    """The request body (bytes, or a rewound temporary file past ``threshold``)."""
+    raw_length = environ.get("CONTENT_LENGTH") or ""
+    stream = environ.get("wsgi.input")
+    if stream is None:
+        return b""
+    if raw_length.strip():
+        try:
+            length: int | None = int(raw_length)
+        except ValueError:
+            raise BodyReadError("the Content-Length header is not a number") from None
+        if length is not None and length < 0:
+            raise BodyReadError("the Content-Length header is negative")
+    elif environ.get("wsgi.input_terminated"):
+        length = None  # chunked: the server ends the stream (PEP 3333 extension)
+    else:
+        return b""
+    return spool_body(read_exactly(stream.read, length), threshold)
+
+
+def error_response(
+    start_response: Callable[..., Any], status: int, message: str, method: str
+) -> list[bytes]:
+    """A section 7 JSON error; HEAD gets the headers only."""
+    body = error_body(message)
+    start_response(
+        f"{status} {_REASONS.get(status, 'Error')}",
+        [("Content-Type", JSON_CONTENT_TYPE), ("Content-Length", str(len(body)))],
+    )
+    return [] if method == "HEAD" else [body]
+
+
+class MAuthWSGIMiddleware:
+    """Authenticates every request before it reaches ``app``.
+
+    ``exempt``: paths (or prefixes ending in ``*``) let through unauthenticated, such
+    as health checks. ``should_authenticate(environ)``: return False to let a request
+    through. ``app_uuids``: an allow-list (403 for others). The authenticator is
+    built from ``config`` or the environment unless given.
+    """
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        exempt: Collection[str] | None = None,
+        *,
+        should_authenticate: Callable[[Environ], bool] | None = None,
+        authenticator: Authenticator | None = None,
+        config: Config | None = None,
+        app_uuids: Collection[str] | None = None,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+    ) -> None:
+        self.app = app
+        self.exempt = frozenset(exempt or ())
+        self.should_authenticate = should_authenticate
+        self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
+        self.spool_threshold = spool_threshold
+
+    def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path, query = request_target(environ)
+        if self.exempt and (
+            is_exempt(path, self.exempt) or is_exempt(environ.get("PATH_INFO", ""), self.exempt)
+        ):
+            return self.app(environ, start_response)
+        if self.should_authenticate is not None and not self.should_authenticate(environ):
+            return self.app(environ, start_response)
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            body = read_wsgi_body(environ, self.spool_threshold)
+        except BodyReadError as exc:
+            return error_response(start_response, 401, str(exc), method)
+        outcome = self.guard.check(method, path, query, request_headers(environ), body)
+        if not outcome.ok:
+            return error_response(start_response, outcome.status, outcome.message, method)
+        assert outcome.result is not None
+        if isinstance(body, bytes):
+            environ["wsgi.input"] = io.BytesIO(body)
+            environ["CONTENT_LENGTH"] = str(len(body))
+        else:
+            body.seek(0)
+            environ["wsgi.input"] = body
+        environ[ENV_APP_UUID] = outcome.result.app_uuid
+        environ[ENV_AUTHENTIC] = True
+        environ[ENV_PROTOCOL_VERSION] = outcome.result.protocol_version
+        return self.app(environ, start_response)

@@ -1,0 +1,187 @@
+"""What every server-side adapter does, framework-free (``mauth-protocol.md`` sections 4 and 7).
+
+An adapter translates its framework's request into plain values, calls
+:meth:`RequestGuard.check`, and translates the :class:`Outcome` back: a 401/403/500
+JSON error (:func:`error_body`), or the app called with the caller's app UUID.
+Response signing (:meth:`RequestGuard.response_headers`) uses the protocol version
+the request came with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Callable, Collection, Iterable
+from typing import IO, Any, NamedTuple
+
+from .authenticator import Authenticator, AuthResult
+from .body import Body
+from .config import Config
+from .exceptions import (
+    BodyReadError,
+    ConfigurationError,
+    InauthenticError,
+    MAuthError,
+    UnableToAuthenticateError,
+)
+from .signable import RequestSignable, ResponseSignable
+from .signed import HeadersLike, Signed
+from .signer import Signer
+
+logger = logging.getLogger("mauth_client")
+
+JSON_CONTENT_TYPE = "application/json"
+DEFAULT_SPOOL_THRESHOLD = 1024 * 1024  # bodies above this go to a temporary file
+
+
+class Outcome(NamedTuple):
+    """The result of checking a request: ``status`` 200 lets it through."""
+
+    status: int
+    message: str
+    result: AuthResult | None
+
+    @property
+    def ok(self) -> bool:
+        return self.status == 200
+
+
+def error_body(message: str) -> bytes:
+    """``{"errors": {"mauth": [message]}}`` (section 7)."""
+    return json.dumps({"errors": {"mauth": [message]}}).encode("utf-8")
+
+
+def is_exempt(path: str, exempt: Collection[str]) -> bool:
+    """True if ``path`` is listed, or starts with a listed prefix that ends in ``*``."""
+    if path in exempt:
+        return True
+    return any(item.endswith("*") and path.startswith(item[:-1]) for item in exempt)
+
+
+class RequestGuard:
+    """The shared core of the server adapters: authenticate, allow-list, sign responses.
+
+    ``app_uuids``: when given, an authentic caller not in it gets a 403.
+    ``signer``: this app's own signer, needed only to sign responses.
+    """
+
+    def __init__(
+        self,
+        authenticator: Authenticator | None = None,
+        *,
+        config: Config | None = None,
+        app_uuids: Collection[str] | None = None,
+        signer: Signer | None = None,
+    ) -> None:
+        self.config = config
+        self._authenticator = authenticator
+        self.app_uuids = frozenset(app_uuids) if app_uuids is not None else None
+        self._signer = signer
+
+    @property
+    def authenticator(self) -> Authenticator:
+        if self._authenticator is None:
+            self._authenticator = Authenticator.from_config(self.config or Config.from_env())
+        return self._authenticator
+
+    @property
+    def signer(self) -> Signer:
+        if self._signer is None:
+            config = self.config or Config.from_env()
+            config.require("app_uuid", "private_key")
+            self._signer = Signer(config.app_uuid or "", config.private_key or "", "v1,v2")
+        return self._signer
+
+    def check(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeadersLike,
+        body: Body,
+        *,
+        app_uuids: Collection[str] | None = None,
+    ) -> Outcome:
+        """Authenticate a request given as plain values; never raises for bad input."""
+        allowed = self.app_uuids if app_uuids is None else app_uuids
+        try:
+            signable = RequestSignable(method=method, path=path, query_string=query, body=body)
+            result = self.authenticator.authenticate(signable, Signed.from_headers(headers))
+        except InauthenticError as exc:
+            return Outcome(401, str(exc), None)
+        except UnableToAuthenticateError as exc:
+            return Outcome(500, str(exc), None)
+        except ConfigurationError as exc:
+            logger.error("MAuth is misconfigured: %s", exc)
+            return Outcome(500, f"MAuth is misconfigured: {exc}", None)
+        except MAuthError as exc:  # a request we could not even describe: not authentic
+            return Outcome(401, f"the request could not be read: {exc}", None)
+        if allowed is not None and result.app_uuid not in allowed:
+            logger.warning("MAuth: app %s is authentic but not allowed here", result.app_uuid)
+            return Outcome(
+                403, f"app {result.app_uuid} is not allowed to call this endpoint", result
+            )
+        return Outcome(200, "", result)
+
+    def response_headers(
+        self, status: int, body: Body, protocol_version: int | None
+    ) -> dict[str, str]:
+        """MAuth headers for a response, in the version the request used (V1 and V2 for
+        a request that was not signed)."""
+        signable = ResponseSignable(status, body)
+        if protocol_version == 2:
+            return self.signer.signed_headers_v2(signable)
+        if protocol_version == 1:
+            return self.signer.signed_headers_v1(signable)
+        return {
+            **self.signer.signed_headers_v1(signable),
+            **self.signer.signed_headers_v2(signable),
+        }
+
+
+def spool_body(
+    chunks: Iterable[bytes], threshold: int = DEFAULT_SPOOL_THRESHOLD
+) -> bytes | IO[bytes]:
+    """Collect a request body: bytes up to ``threshold``, past it a temporary file
+    (rewound), so a large upload does not grow memory. Read errors raise
+    :class:`BodyReadError`."""
+    buffer = bytearray()
+    spooled: IO[bytes] | None = None
+    try:
+        for chunk in chunks:
+            if spooled is not None:
+                spooled.write(chunk)
+                continue
+            buffer += chunk
+            if len(buffer) > threshold:
+                spooled = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
+                spooled.write(buffer)
+                buffer = bytearray()
+    except BodyReadError:
+        raise
+    except Exception as exc:
+        raise BodyReadError(f"reading the request body failed: {type(exc).__name__}") from exc
+    if spooled is None:
+        return bytes(buffer)
+    spooled.seek(0)
+    return spooled
+
+
+def read_exactly(
+    read: Callable[[int], Any], length: int | None, chunk: int = 65536
+) -> Iterable[bytes]:
+    """Chunks from a ``read(size)`` callable: ``length`` bytes, or until EOF when None."""
+    remaining = length
+    while remaining is None or remaining > 0:
+        size = chunk if remaining is None else min(chunk, remaining)
+        data = read(size)
+        if not data:
+            if remaining:
+                raise BodyReadError(
+                    f"the request body ended {remaining} bytes before its Content-Length"
+                )
+            return
+        if remaining is not None:
+            remaining -= len(data)
+        yield data
