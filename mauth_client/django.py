@@ -24,7 +24,7 @@ from django.http import HttpRequest, HttpResponse
 from .config import Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
-from .wsgi_target import request_headers, request_target
+from .wsgi_target import has_raw_target, quote_path, request_headers, request_target
 
 View = TypeVar("View", bound=Callable[..., Any])
 _guard: RequestGuard | None = None
@@ -60,7 +60,12 @@ def guard() -> RequestGuard:
 
 def check(request: HttpRequest) -> Outcome:
     """Authenticate a Django request; on success record the caller on the request."""
-    path, query = request_target(request.META)
+    if has_raw_target(request.META):
+        path, query = request_target(request.META)
+    else:
+        # Django replaces META["PATH_INFO"] with its UTF-8 decoding: encode that back.
+        path = quote_path(request.path.encode("utf-8", "surrogateescape"))
+        query = request.META.get("QUERY_STRING", "")
     outcome = guard().check(
         request.method or "GET", path, query, request_headers(request.META), request.body
     )

@@ -98,16 +98,18 @@ class RequestGuard:
         method: str,
         path: str,
         query: str,
-        headers: HeadersLike,
+        headers: HeadersLike | Signed,
         body: Body,
         *,
         app_uuids: Collection[str] | None = None,
     ) -> Outcome:
-        """Authenticate a request given as plain values; never raises for bad input."""
+        """Authenticate a request given as plain values (``headers`` may be already
+        parsed); never raises for bad input."""
         allowed = self.app_uuids if app_uuids is None else app_uuids
         try:
             signable = RequestSignable(method=method, path=path, query_string=query, body=body)
-            result = self.authenticator.authenticate(signable, Signed.from_headers(headers))
+            signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
+            result = self.authenticator.authenticate(signable, signed)
         except InauthenticError as exc:
             return Outcome(401, str(exc), None)
         except UnableToAuthenticateError as exc:

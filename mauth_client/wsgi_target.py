@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
+from .signed import Signed
+
 # What clients leave bare in a path: RFC 3986 pchar minus "%", plus "/".
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 
@@ -30,8 +32,29 @@ def request_target(environ: Mapping[str, Any]) -> tuple[str, str]:
         raw_path = (script + path_info).encode("latin-1")
     except UnicodeEncodeError:  # a server that did not follow PEP 3333
         raw_path = (script + path_info).encode("utf-8", "surrogateescape")
-    path = quote(raw_path, safe=_PATH_SAFE) or "/"
-    return path, environ.get("QUERY_STRING", "") or ""
+    return quote_path(raw_path), environ.get("QUERY_STRING", "") or ""
+
+
+def quote_path(raw_path: bytes) -> str:
+    """Percent-encode a decoded path's bytes the way clients encode paths."""
+    return quote(raw_path, safe=_PATH_SAFE) or "/"
+
+
+def has_raw_target(environ: Mapping[str, Any]) -> bool:
+    """True when the server passed the request target as sent (``RAW_URI``/``REQUEST_URI``)."""
+    raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
+    return isinstance(raw, str) and raw.startswith("/")
+
+
+def signed_from_environ(environ: Mapping[str, Any]) -> Signed:
+    """The MAuth headers of a WSGI request, parsed (no intermediate header dict)."""
+    get = environ.get
+    return Signed(
+        get("HTTP_X_MWS_AUTHENTICATION", ""),
+        get("HTTP_X_MWS_TIME", ""),
+        get("HTTP_MCC_AUTHENTICATION", ""),
+        get("HTTP_MCC_TIME", ""),
+    )
 
 
 def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:

@@ -27,7 +27,7 @@ from ..server import (
     read_exactly,
     spool_body,
 )
-from ..wsgi_target import request_headers, request_target
+from ..wsgi_target import request_target, signed_from_environ
 
 Environ = dict[str, Any]
 WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
@@ -43,11 +43,24 @@ def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:
         return b""
     if raw_length.strip():
         try:
-            length: int | None = int(raw_length)
+            size = int(raw_length)
         except ValueError:
             raise BodyReadError("the Content-Length header is not a number") from None
-        if length is not None and length < 0:
+        if size < 0:
             raise BodyReadError("the Content-Length header is negative")
+        if size <= threshold:  # the common case: one read, no spooling machinery
+            try:
+                data = stream.read(size) if size else b""
+            except Exception as exc:
+                raise BodyReadError(
+                    f"reading the request body failed: {type(exc).__name__}"
+                ) from exc
+            if len(data) != size:
+                raise BodyReadError(
+                    f"the request body ended {size - len(data)} bytes before its Content-Length"
+                )
+            return bytes(data)
+        length: int | None = size
     elif environ.get("wsgi.input_terminated"):
         length = None  # chunked: the server ends the stream (PEP 3333 extension)
     else:
@@ -106,7 +119,7 @@ class MAuthWSGIMiddleware:
             body = read_wsgi_body(environ, self.spool_threshold)
         except BodyReadError as exc:
             return error_response(start_response, 401, str(exc), method)
-        outcome = self.guard.check(method, path, query, request_headers(environ), body)
+        outcome = self.guard.check(method, path, query, signed_from_environ(environ), body)
         if not outcome.ok:
             return error_response(start_response, outcome.status, outcome.message, method)
         assert outcome.result is not None
