@@ -6,6 +6,8 @@ package's layout (``mauth_client.signer.Signer`` and so on) for drop-in use.
 
 from __future__ import annotations
 
+import logging
+
 from .exceptions import (
     BodyReadError,
     ConfigurationError,
@@ -24,6 +26,9 @@ from .signed import Signed
 from .signer import Signer
 
 __version__ = "2.0.0.dev0"
+
+# A library logs, the application decides where that goes (and at what level).
+logging.getLogger("mauth_client").addHandler(logging.NullHandler())
 
 __all__ = [
     "BodyReadError",

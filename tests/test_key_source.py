@@ -6,9 +6,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from typing import Any
-from wsgiref.simple_server import make_server
 
 import pytest
 
@@ -21,7 +19,8 @@ from mauth_client.signable import RequestSignable
 from mauth_client.signed import Signed
 from mauth_client.signer import Signer
 from mauth_client.testing import AppIdentity, LocalMAuthService
-from mauth_client.testing.service import _QuietHandler, _ThreadingServer, generate_identity
+from mauth_client.testing.service import generate_identity
+from mauth_client.testing.service import serve_wsgi as serve
 
 
 class FakeClock:
@@ -38,21 +37,6 @@ def signed_request(identity: AppIdentity, body: bytes = b"hello", versions: str 
     return RequestSignable(method="POST", url="/orders?x=1", body=body), Signed.from_headers(
         headers
     )
-
-
-@contextmanager
-def serve(app: Callable[..., Any]) -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 for a WSGI app; yields its base URL."""
-    server = make_server(
-        "127.0.0.1", 0, app, server_class=_ThreadingServer, handler_class=_QuietHandler
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def closed_port() -> int:

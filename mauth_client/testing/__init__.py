@@ -17,6 +17,6 @@ the ``<app_uuid>.pub`` files of DIR.
 
 from __future__ import annotations
 
-from .service import AppIdentity, LocalMAuthService
+from .service import AppIdentity, LocalMAuthService, generate_identity, serve_wsgi
 
-__all__ = ["AppIdentity", "LocalMAuthService"]
+__all__ = ["AppIdentity", "LocalMAuthService", "generate_identity", "serve_wsgi"]

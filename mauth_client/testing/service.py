@@ -10,7 +10,8 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from socketserver import ThreadingMixIn
@@ -104,6 +105,33 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     allow_reuse_address = True
 
 
+def _start_server(
+    app: Callable[..., Any], host: str, port: int
+) -> tuple[_ThreadingServer, threading.Thread]:
+    server = make_server(
+        host, port, app, server_class=_ThreadingServer, handler_class=_QuietHandler
+    )
+    thread = threading.Thread(
+        target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    )
+    thread.start()
+    return server, thread
+
+
+@contextmanager
+def serve_wsgi(app: Callable[..., Any], host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """Serve any WSGI app on ``host`` (a free port by default) in a thread; yields its URL.
+
+    The server passes ``RAW_URI`` (the request target as sent), as gunicorn does.
+    """
+    server, _ = _start_server(app, host, port)
+    try:
+        yield f"http://{host}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 class LocalMAuthService:
     """A MAuth service for tests and development; see the package docstring."""
 
@@ -184,20 +212,7 @@ class LocalMAuthService:
 
     def start(self) -> LocalMAuthService:
         if self._server is None:
-            self._server = make_server(
-                self.host,
-                self.port,
-                self,
-                server_class=_ThreadingServer,
-                handler_class=_QuietHandler,
-            )
-            self._thread = threading.Thread(
-                target=self._server.serve_forever,
-                kwargs={"poll_interval": 0.05},
-                name="local-mauth-service",
-                daemon=True,
-            )
-            self._thread.start()
+            self._server, self._thread = _start_server(self, self.host, self.port)
         return self
 
     def stop(self) -> None:
