@@ -54,6 +54,19 @@ def best(fn: Callable[[], object], number: int, rounds: int = 7) -> float:
     return min(results) * 1e6
 
 
+def best_of(fns: dict[str, Callable[[], object]], number: int, rounds: int = 9) -> dict[str, float]:
+    """Like :func:`best` for several functions, their rounds interleaved, so that every
+    figure of a ratio saw the same machine conditions."""
+    results: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(rounds):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            results[name].append((time.perf_counter() - start) / number)
+    return {name: min(times) * 1e6 for name, times in results.items()}
+
+
 def make_key() -> tuple[rsa.RSAPrivateKey, str]:
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pem = key.private_bytes(

@@ -20,7 +20,7 @@ from typing import NamedTuple, Protocol
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Config
-from .consts import ALLOWED_DRIFT_SECONDS
+from .consts import ALLOWED_DRIFT_SECONDS, MWS_TOKEN, MWSV2_TOKEN
 from .exceptions import (
     ConfigurationError,
     InauthenticError,
@@ -225,27 +225,30 @@ class Authenticator:
         return _new_result(AuthResult, (info.app_uuid, info.version))
 
     def _check_time(self, info: SignatureInfo) -> None:
-        name = "MCC-Time" if info.version == 2 else "X-MWS-Time"
         text = info.time
+        if text.isdigit() and text.isascii() and len(text) <= _MAX_TIME_DIGITS:
+            drift = int(text) - self.clock()
+            if -self.time_window <= drift <= self.time_window:
+                return
+        name = "MCC-Time" if info.version == 2 else "X-MWS-Time"
         if not text:
             raise InauthenticError(f"Time verification failed. No {name} header present.")
         if not (text.isascii() and text.isdigit() and len(text) <= _MAX_TIME_DIGITS):
             raise InauthenticError(
                 f"Time verification failed. {name} is not a whole number of epoch seconds."
             )
-        drift = int(text) - self.clock()
-        if abs(drift) > self.time_window:
-            when = "in the future" if drift > 0 else "old"
-            raise InauthenticError(
-                f"Time verification failed. {name} is {abs(int(drift))} seconds {when}; at most "
-                f"{self.time_window} seconds are allowed."
-            )
+        when = "in the future" if drift > 0 else "old"
+        raise InauthenticError(
+            f"Time verification failed. {name} is {abs(int(drift))} seconds {when}; at most "
+            f"{self.time_window} seconds are allowed."
+        )
 
     @staticmethod
     def _check_token(info: SignatureInfo) -> None:
-        if info.token != info.expected_token:
+        expected = MWSV2_TOKEN if info.version == 2 else MWS_TOKEN
+        if info.token != expected:
             raise InauthenticError(
-                f"Token verification failed. Expected {info.expected_token}; "
+                f"Token verification failed. Expected {expected}; "
                 f"token was {info.token or 'missing'}."
             )
         if not info.usable:

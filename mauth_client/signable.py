@@ -198,16 +198,19 @@ class _BodyHashes:
     def v1_hexdigest(self, prefix: bytes, suffix: bytes) -> bytes | None:
         """Hex SHA-512 of ``prefix + body + suffix``; None if the body cannot be read again."""
         if self._data is not None:
-            return hashlib.sha512(prefix + self._data + suffix).hexdigest().encode("ascii")
+            fresh = hashlib.sha512(prefix)
+            fresh.update(self._data)  # no copy of the body into a concatenated string
+            fresh.update(suffix)
+            return fresh.hexdigest().encode("ascii")
         state = self._states.get(prefix)
         if state is None:
             if self._states and not is_rereadable(self._body):
                 return None
             self._pass(prefix)
             state = self._states[prefix]
-        state = state.copy()
-        state.update(suffix)
-        return state.hexdigest().encode("ascii")  # type: ignore[no-any-return]
+        final = state.copy()
+        final.update(suffix)
+        return final.hexdigest().encode("ascii")  # type: ignore[no-any-return]
 
     def materialize(self) -> bytes:
         """The whole body in memory (only for the compatibility string-to-sign methods)."""
@@ -245,7 +248,7 @@ class Signable:
 
         ``None`` only for a variant whose stream body cannot be read again.
         """
-        suffix = b"\n" + _text(app_uuid) + b"\n" + _time_text(time).encode("ascii")
+        suffix = f"\n{app_uuid}\n{_time_text(time)}".encode(_ENCODING, _ERRORS)
         return self._hashes.v1_hexdigest(self._v1_prefix(), suffix)
 
     def v2_string(self, app_uuid: str, time: object) -> bytes:
@@ -330,7 +333,7 @@ class RequestSignable(Signable):
 
     def _v1_prefix(self) -> bytes:
         # V1 signs the path as sent, not normalised (section 2).
-        return b"".join((_text(self.method), b"\n", _text(self.path), b"\n"))
+        return f"{self.method}\n{self.path}\n".encode(_ENCODING, _ERRORS)
 
     def _v2_string(self, app_uuid: str, time: str) -> str:
         return "\n".join(

@@ -88,6 +88,12 @@ def _parse(version: int, value: str, time: str) -> SignatureInfo | None:
                 # tuple.__new__ skips the NamedTuple's Python-level __new__.
                 return _new_info(SignatureInfo, (2, MWSV2_TOKEN, app_uuid, signature, time, True))
     else:
+        # The common "MWS <app>:<signature>" without the regex; anything else (an odd
+        # token, a blank app UUID) is left to X_MWS_AUTH_PATTERN and its backtracking.
+        if value.startswith("MWS "):
+            app_uuid, colon, signature = value[4:].lstrip(" ").partition(":")
+            if colon and app_uuid and signature and ":" not in signature:
+                return _new_info(SignatureInfo, (1, MWS_TOKEN, app_uuid, signature, time, True))
         match = X_MWS_AUTH_PATTERN.match(value)
         if match is not None:
             token, app_uuid, signature = match.groups()

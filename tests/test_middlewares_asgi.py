@@ -244,3 +244,28 @@ def test_slow_mauth_service_does_not_block_the_event_loop(
             results["open"] = time.monotonic() - started
             thread.join(30)
     assert results["open"] < 0.5
+
+
+def test_undecodable_raw_path_is_401(service: LocalMAuthService, me: AppIdentity) -> None:
+    sent: list[dict[str, Any]] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        raise AssertionError("must not be reached")
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/\ufffd",
+        "raw_path": b"/\xff\xfe%zz",
+        "query_string": b"\xff=%&",
+        "headers": [(b"mcc-authentication", b"MWSV2 \xff:\xfe;"), (b"mcc-time", b"1")],
+    }
+    asyncio.run(MAuthASGIMiddleware(app, config=service.config_for(me))(scope, receive, send))
+    assert sent[0]["status"] == 401
+    assert b"errors" in sent[1]["body"]

@@ -217,3 +217,23 @@ def test_request_target_without_raw_uri_recovers_the_bytes() -> None:
     assert request_target({"RAW_URI": "/a%2Fb?q=1", "PATH_INFO": "/a/b"}) == ("/a%2Fb", "q=1")
     assert request_target({"REQUEST_URI": "/u?v#f"}) == ("/u", "v")
     assert request_target({}) == ("/", "")
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        {"PATH_INFO": "/\xff\xfe\x00", "QUERY_STRING": "%zz&\xff=%&=="},
+        {"RAW_URI": "/%ff%fe?%", "PATH_INFO": "/\xff\xfe"},
+        {
+            "PATH_INFO": "/\u20ac-not-latin-1",
+            "HTTP_MCC_AUTHENTICATION": "MWSV2 a:b;",
+            "HTTP_MCC_TIME": "1",
+        },
+    ],
+)
+def test_undecodable_paths_and_queries_are_401(
+    service: LocalMAuthService, me: AppIdentity, environ: dict[str, Any]
+) -> None:
+    status, body = call(wrap(service, me), {"REQUEST_METHOD": "GET", **environ})
+    assert status.startswith("401")
+    assert json.loads(body)["errors"]["mauth"]

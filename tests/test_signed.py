@@ -158,3 +158,20 @@ def test_v2_parse_agrees_with_the_anchored_pattern(tail: str, head: str) -> None
     assert info.usable == (match is not None)
     if match is not None:
         assert (info.token, info.app_uuid, info.signature) == match.groups()
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.text(alphabet="MWS :ab\n", max_size=14), st.sampled_from(["", "MWS ", "MWS  ", "MWS a:b"])
+)
+def test_v1_parse_agrees_with_the_anchored_pattern(tail: str, head: str) -> None:
+    stripped = (head + tail).strip()
+    info = Signed(x_mws_authentication=head + tail).v1
+    if not stripped:
+        assert info is None
+        return
+    match = X_MWS_AUTH_PATTERN.match(stripped)
+    assert info is not None
+    assert info.usable == (match is not None)
+    if match is not None:
+        assert (info.token, info.app_uuid, info.signature) == match.groups()

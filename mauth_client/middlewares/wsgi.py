@@ -125,7 +125,8 @@ class MAuthWSGIMiddleware:
         assert outcome.result is not None
         if isinstance(body, bytes):
             environ["wsgi.input"] = io.BytesIO(body)
-            environ["CONTENT_LENGTH"] = str(len(body))
+            if environ.get("wsgi.input_terminated") or not environ.get("CONTENT_LENGTH"):
+                environ["CONTENT_LENGTH"] = str(len(body))  # a chunked body now has a length
         else:
             body.seek(0)
             environ["wsgi.input"] = body
