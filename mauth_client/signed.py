@@ -127,10 +127,19 @@ class Signed:
         mcc_authentication: Any = "",
         mcc_time: Any = "",
     ) -> None:
-        self.x_mws_authentication = _text(x_mws_authentication)
-        self.x_mws_time = _text(x_mws_time)
-        self.mcc_authentication = _text(mcc_authentication)
-        self.mcc_time = _text(mcc_time)
+        # str.strip() inline for the usual str values; _text copes with anything else.
+        self.x_mws_authentication = (
+            x_mws_authentication.strip()
+            if type(x_mws_authentication) is str
+            else _text(x_mws_authentication)
+        )
+        self.x_mws_time = x_mws_time.strip() if type(x_mws_time) is str else _text(x_mws_time)
+        self.mcc_authentication = (
+            mcc_authentication.strip()
+            if type(mcc_authentication) is str
+            else _text(mcc_authentication)
+        )
+        self.mcc_time = mcc_time.strip() if type(mcc_time) is str else _text(mcc_time)
         # Parsed on first use: most messages are checked with one version only.
         self._v1: SignatureInfo | bool | None = False
         self._v2: SignatureInfo | bool | None = False
@@ -156,14 +165,20 @@ class Signed:
         Keys and values may be str or bytes (ASGI); anything else is ignored.
         """
         found: dict[str, Any] = {}
-        if type(headers) is dict and X_MWS_AUTH in headers and MCC_AUTH in headers:
-            # Fast path: a plain dict with both canonical spellings (a v1+v2 signer's).
-            return cls(
-                headers.get(X_MWS_AUTH, ""),
-                headers.get(X_MWS_TIME, ""),
-                headers.get(MCC_AUTH, ""),
-                headers.get(MCC_TIME, ""),
+        if type(headers) is dict:
+            # Fast path: a dict holding nothing but canonical MAuth names (what signers
+            # and the adapters' request_headers() produce) can hold no other spelling.
+            get = headers.get
+            x_auth, x_time = get(X_MWS_AUTH), get(X_MWS_TIME)
+            m_auth, m_time = get(MCC_AUTH), get(MCC_TIME)
+            present = (
+                (x_auth is not None)
+                + (x_time is not None)
+                + (m_auth is not None)
+                + (m_time is not None)
             )
+            if present == len(headers):
+                return cls(x_auth or "", x_time or "", m_auth or "", m_time or "")
         if headers:
             items: Iterable[tuple[Any, Any]]
             if type(headers) is dict or isinstance(headers, Mapping):

@@ -20,23 +20,25 @@ _SHA512 = hashes.SHA512()
 
 if sys.version_info >= (3, 11):
 
-    def _strict_base64(text: str) -> bytes:
-        return binascii.a2b_base64(text, strict_mode=True)  # alphabet and padding, in C
+    def decode_signature(signature: str | None) -> bytes | None:
+        """Standard base64 to bytes; None for anything that is not strict base64."""
+        if not signature or signature.endswith("==="):  # at most two "=" of padding
+            return None
+        try:
+            return binascii.a2b_base64(signature, strict_mode=True)  # alphabet and padding, in C
+        except (binascii.Error, ValueError):
+            return None
 
 else:
 
-    def _strict_base64(text: str) -> bytes:
-        return base64.b64decode(text, validate=True)
-
-
-def decode_signature(signature: str | None) -> bytes | None:
-    """Standard base64 to bytes; None for anything that is not strict base64."""
-    if not signature or signature.endswith("==="):  # at most two "=" of padding
-        return None
-    try:
-        return _strict_base64(signature)
-    except (binascii.Error, ValueError):
-        return None
+    def decode_signature(signature: str | None) -> bytes | None:
+        """Standard base64 to bytes; None for anything that is not strict base64."""
+        if not signature or signature.endswith("==="):
+            return None
+        try:
+            return base64.b64decode(signature, validate=True)
+        except (binascii.Error, ValueError):
+            return None
 
 
 def verify_v1(public_key: rsa.RSAPublicKey, signature: str | None, hexdigest: bytes) -> bool:
