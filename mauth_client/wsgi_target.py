@@ -23,8 +23,10 @@ _PATH_SAFE = "/:@!$&'()*+,;=-._~"
 def request_target(environ: Mapping[str, Any]) -> tuple[str, str]:
     """``(path, query)`` of a WSGI request, as sent by the client where possible."""
     raw = environ.get("RAW_URI") or environ.get("REQUEST_URI")
-    if isinstance(raw, str) and raw.startswith("/"):
-        path, _, query = raw.partition("#")[0].partition("?")
+    if type(raw) is str and raw[:1] == "/":
+        if "#" in raw:  # servers should not pass a fragment; drop one if they do
+            raw = raw.partition("#")[0]
+        path, _, query = raw.partition("?")
         return path, query
     script = environ.get("SCRIPT_NAME", "") or ""
     path_info = environ.get("PATH_INFO", "") or ""

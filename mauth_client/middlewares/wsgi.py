@@ -37,11 +37,11 @@ _REASONS = {401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error"}
 
 def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:
     """The request body (bytes, or a rewound temporary file past ``threshold``)."""
-    raw_length = environ.get("CONTENT_LENGTH") or ""
+    raw_length = environ.get("CONTENT_LENGTH")
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
-    if raw_length.strip():
+    if raw_length and not raw_length.isspace():
         try:
             size = int(raw_length)
         except ValueError:
@@ -59,7 +59,7 @@ def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:
                 raise BodyReadError(
                     f"the request body ended {size - len(data)} bytes before its Content-Length"
                 )
-            return bytes(data)
+            return data if type(data) is bytes else bytes(data)
         length: int | None = size
     elif environ.get("wsgi.input_terminated"):
         length = None  # chunked: the server ends the stream (PEP 3333 extension)
