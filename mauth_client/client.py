@@ -7,7 +7,6 @@ responses that come back.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import NamedTuple
 
 from .authenticator import Authenticator, AuthResult
 from .body import Body
@@ -65,21 +64,29 @@ class ResponseChecker:
         )
 
 
-class ClientOptions(NamedTuple):
-    signer: Signer
-    checker: ResponseChecker | None
+class SigningClientAuth:
+    """The constructor both client auths share (requests' ``MAuth``, httpx's ``MAuthHttpx``).
 
+    Arguments default to ``config`` or the environment (``APP_UUID``,
+    ``MAUTH_PRIVATE_KEY``, ``MAUTH_SIGN_VERSIONS``...). With
+    ``authenticate_responses=True`` (or an ``authenticator``) every response must be
+    MAuth-signed by its server.
+    """
 
-def client_options(
-    app_uuid: str | None,
-    private_key_data: PrivateKeyData | None,
-    sign_versions: str | Iterable[str] | None,
-    *,
-    authenticate_responses: bool,
-    authenticator: Authenticator | None,
-    config: Config | None,
-) -> ClientOptions:
-    """The signer, and a response checker when responses are to be authenticated."""
-    signer, config = build_signer(app_uuid, private_key_data, sign_versions, config)
-    wanted = authenticate_responses or authenticator is not None
-    return ClientOptions(signer, ResponseChecker(authenticator, config) if wanted else None)
+    def __init__(
+        self,
+        app_uuid: str | None = None,
+        private_key_data: PrivateKeyData | None = None,
+        sign_versions: str | Iterable[str] | None = None,
+        *,
+        authenticate_responses: bool = False,
+        authenticator: Authenticator | None = None,
+        config: Config | None = None,
+    ) -> None:
+        self.signer, config = build_signer(app_uuid, private_key_data, sign_versions, config)
+        wanted = authenticate_responses or authenticator is not None
+        self._checker = ResponseChecker(authenticator, config) if wanted else None
+
+    @property
+    def app_uuid(self) -> str:
+        return self.signer.app_uuid

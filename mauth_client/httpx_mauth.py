@@ -9,45 +9,25 @@ large uploads in constant memory. Response authentication reads the response bod
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable
+from collections.abc import Generator
+from typing import Any
 
 import httpx
 
-from .authenticator import Authenticator
-from .client import client_options
-from .config import Config
-from .keys import PrivateKeyData
+from .client import SigningClientAuth
 from .signable import RequestSignable
 
 
-class MAuthHttpx(httpx.Auth):
-    """An ``httpx.Auth`` that signs each request with MAuth; see ``requests_mauth.MAuth``."""
+class MAuthHttpx(SigningClientAuth, httpx.Auth):
+    """An ``httpx.Auth`` that signs each request with MAuth; arguments as
+    :class:`~mauth_client.client.SigningClientAuth`. A good response's signer is in
+    ``response.extensions["mauth_app_uuid"]``."""
 
     requires_request_body = True
 
-    def __init__(
-        self,
-        app_uuid: str | None = None,
-        private_key_data: PrivateKeyData | None = None,
-        sign_versions: str | Iterable[str] | None = None,
-        *,
-        authenticate_responses: bool = False,
-        authenticator: Authenticator | None = None,
-        config: Config | None = None,
-    ) -> None:
-        self.signer, self._checker = client_options(
-            app_uuid,
-            private_key_data,
-            sign_versions,
-            authenticate_responses=authenticate_responses,
-            authenticator=authenticator,
-            config=config,
-        )
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
         self.requires_response_body = self._checker is not None
-
-    @property
-    def app_uuid(self) -> str:
-        return self.signer.app_uuid
 
     def _make_headers(self, request: httpx.Request) -> dict[str, str]:
         # raw_path is the path and query exactly as they go on the wire.

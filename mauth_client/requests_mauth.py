@@ -9,19 +9,13 @@ file while being hashed (bounded memory) and sent from it.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from .body import in_memory, is_rereadable, iter_chunks
-from .client import client_options
-from .config import Config
-from .keys import PrivateKeyData
+from .client import SigningClientAuth
 from .signable import RequestSignable
-
-if TYPE_CHECKING:
-    from .authenticator import Authenticator
 
 SPOOL_IN_MEMORY = 1024 * 1024
 
@@ -38,38 +32,14 @@ def spool(body: Any) -> Any:
     return spooled
 
 
-class MAuth(requests.auth.AuthBase):
-    """A ``requests`` auth that signs each request with MAuth.
+class MAuth(SigningClientAuth, requests.auth.AuthBase):
+    """A ``requests`` auth that signs each request with MAuth; arguments as
+    :class:`~mauth_client.client.SigningClientAuth`.
 
-    Arguments default to the environment (``APP_UUID``, ``MAUTH_PRIVATE_KEY``,
-    ``MAUTH_SIGN_VERSIONS``...). With ``authenticate_responses=True`` every
-    response must be MAuth-signed by its server: an unsigned or tampered response
-    raises :class:`~mauth_client.exceptions.InauthenticError` from the call, and a
-    good one carries the server's app UUID in ``response.mauth_app_uuid``.
+    With ``authenticate_responses=True`` an unsigned or tampered response raises
+    :class:`~mauth_client.exceptions.InauthenticError` from the call, and a good one
+    carries the server's app UUID in ``response.mauth_app_uuid``.
     """
-
-    def __init__(
-        self,
-        app_uuid: str | None = None,
-        private_key_data: PrivateKeyData | None = None,
-        sign_versions: str | Iterable[str] | None = None,
-        *,
-        authenticate_responses: bool = False,
-        authenticator: Authenticator | None = None,
-        config: Config | None = None,
-    ) -> None:
-        self.signer, self._checker = client_options(
-            app_uuid,
-            private_key_data,
-            sign_versions,
-            authenticate_responses=authenticate_responses,
-            authenticator=authenticator,
-            config=config,
-        )
-
-    @property
-    def app_uuid(self) -> str:
-        return self.signer.app_uuid
 
     def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
         if in_memory(request.body) is None and not is_rereadable(request.body):

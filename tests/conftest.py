@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mauth_client.testing import AppIdentity, LocalMAuthService
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -65,3 +68,22 @@ def new_key_pair(bits: int = 2048) -> tuple[str, str]:
 @pytest.fixture(scope="session")
 def key_pair() -> tuple[str, str]:
     return new_key_pair()
+
+
+@pytest.fixture
+def service() -> Iterator[LocalMAuthService]:
+    """A running local MAuth service on 127.0.0.1."""
+    with LocalMAuthService() as running:
+        yield running
+
+
+@pytest.fixture
+def me(service: LocalMAuthService) -> AppIdentity:
+    """The app under test, registered with ``service``."""
+    return service.new_app()
+
+
+@pytest.fixture
+def caller(service: LocalMAuthService) -> AppIdentity:
+    """Another registered app, to sign requests to the app under test."""
+    return service.new_app()

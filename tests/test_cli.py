@@ -41,12 +41,6 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
 def caller(service: LocalMAuthService, monkeypatch: pytest.MonkeyPatch) -> AppIdentity:
     identity = service.new_app()
     monkeypatch.setenv("APP_UUID", identity.app_uuid)

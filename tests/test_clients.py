@@ -23,22 +23,6 @@ from .servers import werkzeug_server
 
 
 @pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
-def me(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
-@pytest.fixture
-def caller(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
-@pytest.fixture
 def url(service: LocalMAuthService, me: AppIdentity) -> Iterator[str]:
     app = Flask("clients")
     FlaskAuthenticator(app, config=service.config_for(me), sign_responses=True)

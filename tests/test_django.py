@@ -29,17 +29,6 @@ from mauth_client.testing import AppIdentity, LocalMAuthService
 
 
 @pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
-def caller(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
-@pytest.fixture
 def mauth_settings(service: LocalMAuthService) -> Iterator[dict[str, Any]]:
     me = service.new_app()
     options = {

@@ -61,22 +61,6 @@ def make_app(service: LocalMAuthService, me: AppIdentity, **options: Any) -> Fla
 
 
 @pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
-def me(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
-@pytest.fixture
-def caller(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
-@pytest.fixture
 def url(service: LocalMAuthService, me: AppIdentity) -> Iterator[str]:
     with werkzeug_server(make_app(service, me)) as base:
         yield base

@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -43,17 +43,6 @@ def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
-def me(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
 
 
 # --- Local mode ---------------------------------------------------------------------------

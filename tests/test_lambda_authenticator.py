@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -20,19 +19,8 @@ from mauth_client.testing import AppIdentity, LocalMAuthService
 
 
 @pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
 def config(service: LocalMAuthService) -> Config:
     return service.config_for(service.new_app())
-
-
-@pytest.fixture
-def caller(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
 
 
 def sign(

@@ -42,22 +42,6 @@ def echo_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     return [json.dumps(document).encode()]
 
 
-@pytest.fixture
-def service() -> Iterator[LocalMAuthService]:
-    with LocalMAuthService() as running:
-        yield running
-
-
-@pytest.fixture
-def me(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
-@pytest.fixture
-def caller(service: LocalMAuthService) -> AppIdentity:
-    return service.new_app()
-
-
 def wrap(service: LocalMAuthService, me: AppIdentity, **options: Any) -> MAuthWSGIMiddleware:
     return MAuthWSGIMiddleware(echo_app, config=service.config_for(me), **options)
 

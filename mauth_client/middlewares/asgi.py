@@ -13,21 +13,13 @@ MAuth service never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Collection
+from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
-from ..authenticator import Authenticator
-from ..config import Config
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
-from ..server import (
-    DEFAULT_SPOOL_THRESHOLD,
-    JSON_CONTENT_TYPE,
-    RequestGuard,
-    error_body,
-    is_exempt,
-    spool_body,
-)
+from ..server import JSON_CONTENT_TYPE, error_body, spool_body
+from ._base import MiddlewareBase
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -46,26 +38,10 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-class MAuthASGIMiddleware:
-    """Authenticates every HTTP request before it reaches ``app``; options as the WSGI one
-    (``should_authenticate`` receives the ASGI scope)."""
-
-    def __init__(
-        self,
-        app: ASGIApp,
-        exempt: Collection[str] | None = None,
-        *,
-        should_authenticate: Callable[[Scope], bool] | None = None,
-        authenticator: Authenticator | None = None,
-        config: Config | None = None,
-        app_uuids: Collection[str] | None = None,
-        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
-    ) -> None:
-        self.app = app
-        self.exempt = frozenset(exempt or ())
-        self.should_authenticate = should_authenticate
-        self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
-        self.spool_threshold = spool_threshold
+class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
+    """Authenticates every HTTP request before it reaches ``app``; options as
+    :class:`~mauth_client.middlewares._base.MiddlewareBase` (``should_authenticate``
+    receives the ASGI scope)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") != "http":
@@ -74,12 +50,7 @@ class MAuthASGIMiddleware:
         raw_path = scope.get("raw_path") or scope.get("path", "/").encode("utf-8")
         path = _text(raw_path) or "/"
         query = _text(scope.get("query_string") or b"")
-        if self.exempt and (
-            is_exempt(path, self.exempt) or is_exempt(scope.get("path", ""), self.exempt)
-        ):
-            await self.app(scope, receive, send)
-            return
-        if self.should_authenticate is not None and not self.should_authenticate(scope):
+        if self.passes_through(path, scope.get("path", ""), scope):
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")

@@ -11,23 +11,14 @@ the whole body. Bodies above ``spool_threshold`` bytes go to a temporary file.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..authenticator import Authenticator
-from ..config import Config
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
-from ..server import (
-    DEFAULT_SPOOL_THRESHOLD,
-    JSON_CONTENT_TYPE,
-    RequestGuard,
-    error_body,
-    is_exempt,
-    read_exactly,
-    spool_body,
-)
+from ..server import JSON_CONTENT_TYPE, error_body, read_exactly, spool_body
 from ..wsgi_target import request_target, signed_from_environ
+from ._base import MiddlewareBase
 
 Environ = dict[str, Any]
 WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
@@ -80,39 +71,14 @@ def error_response(
     return [] if method == "HEAD" else [body]
 
 
-class MAuthWSGIMiddleware:
-    """Authenticates every request before it reaches ``app``.
-
-    ``exempt``: paths (or prefixes ending in ``*``) let through unauthenticated, such
-    as health checks. ``should_authenticate(environ)``: return False to let a request
-    through. ``app_uuids``: an allow-list (403 for others). The authenticator is
-    built from ``config`` or the environment unless given.
-    """
-
-    def __init__(
-        self,
-        app: WSGIApp,
-        exempt: Collection[str] | None = None,
-        *,
-        should_authenticate: Callable[[Environ], bool] | None = None,
-        authenticator: Authenticator | None = None,
-        config: Config | None = None,
-        app_uuids: Collection[str] | None = None,
-        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
-    ) -> None:
-        self.app = app
-        self.exempt = frozenset(exempt or ())
-        self.should_authenticate = should_authenticate
-        self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
-        self.spool_threshold = spool_threshold
+class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
+    """Authenticates every request before it reaches ``app``; options as
+    :class:`~mauth_client.middlewares._base.MiddlewareBase` (upstream's
+    ``MAuthWSGIMiddleware(app, exempt=...)`` plus keyword-only options)."""
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, query = request_target(environ)
-        if self.exempt and (
-            is_exempt(path, self.exempt) or is_exempt(environ.get("PATH_INFO", ""), self.exempt)
-        ):
-            return self.app(environ, start_response)
-        if self.should_authenticate is not None and not self.should_authenticate(environ):
+        if self.passes_through(path, environ.get("PATH_INFO", ""), environ):
             return self.app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
         try:

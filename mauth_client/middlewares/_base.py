@@ -1,0 +1,44 @@
+"""What the WSGI and ASGI middleware share: their options and the pass-through decision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any, Generic, TypeVar
+
+from ..authenticator import Authenticator
+from ..config import Config
+from ..server import DEFAULT_SPOOL_THRESHOLD, RequestGuard, is_exempt
+
+App = TypeVar("App")
+
+
+class MiddlewareBase(Generic[App]):
+    """``exempt``: paths (or prefixes ending in ``*``) let through unauthenticated, such
+    as health checks. ``should_authenticate(request)``: return False to let a request
+    through (the WSGI environ or the ASGI scope). ``app_uuids``: an allow-list (403 for
+    others). The authenticator is built from ``config`` or the environment unless
+    given. Bodies above ``spool_threshold`` bytes go to a temporary file."""
+
+    def __init__(
+        self,
+        app: App,
+        exempt: Collection[str] | None = None,
+        *,
+        should_authenticate: Callable[[Any], bool] | None = None,
+        authenticator: Authenticator | None = None,
+        config: Config | None = None,
+        app_uuids: Collection[str] | None = None,
+        spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+    ) -> None:
+        self.app = app
+        self.exempt = frozenset(exempt or ())
+        self.should_authenticate = should_authenticate
+        self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
+        self.spool_threshold = spool_threshold
+
+    def passes_through(self, path: str, decoded_path: str, request: Any) -> bool:
+        """True when the request goes to the app unauthenticated: an exempt path (as
+        sent or as decoded), or ``should_authenticate`` said no."""
+        if self.exempt and (is_exempt(path, self.exempt) or is_exempt(decoded_path, self.exempt)):
+            return True
+        return self.should_authenticate is not None and not self.should_authenticate(request)
