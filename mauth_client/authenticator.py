@@ -197,7 +197,7 @@ class Authenticator:
     def _authenticate_one(self, signable: Signable, info: SignatureInfo) -> AuthResult:
         label = "V2" if info.version == 2 else "V1"
         self.logger.info(
-            "MAuth: authenticating a message from app %s with %s", info.app_uuid, label
+            "MAuth: authenticating a message from app %r with %s", info.app_uuid, label
         )
         try:
             self._check_time_and_token(info)
@@ -210,13 +210,13 @@ class Authenticator:
                     f"app {info.app_uuid!r} does not match the message"
                 )
         except UnableToAuthenticateError as exc:
-            self.logger.error("MAuth: could not authenticate app %s: %s", info.app_uuid, exc)
+            self.logger.error("MAuth: could not authenticate app %r: %s", info.app_uuid, exc)
             raise
         except InauthenticError as exc:
-            self.logger.warning("MAuth: app %s %s inauthentic: %s", info.app_uuid, label, exc)
+            self.logger.warning("MAuth: app %r %s inauthentic: %s", info.app_uuid, label, exc)
             raise
         except UnableToSignError as exc:  # a malformed message description: not authentic
-            self.logger.warning("MAuth: app %s %s unreadable: %s", info.app_uuid, label, exc)
+            self.logger.warning("MAuth: app %r %s unreadable: %s", info.app_uuid, label, exc)
             raise InauthenticError(f"the message could not be read: {exc}") from None
         except ConfigurationError as exc:  # our side is misconfigured: not the caller's fault
             self.logger.error("MAuth: cannot authenticate: %s", exc)

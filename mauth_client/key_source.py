@@ -195,7 +195,7 @@ class LocalKeySource:
         if response.status_code == 404:
             with self._lock:
                 self._unknown[app_uuid] = True
-            logger.warning("MAuth service does not know app %s (404)", app_uuid)
+            logger.warning("MAuth service does not know app %r (404)", app_uuid)
             return None
         if response.status_code != 200:
             raise UnableToAuthenticateError(

@@ -123,7 +123,7 @@ class RequestGuard:
         except MAuthError as exc:  # a request we could not even describe: not authentic
             return Outcome(401, f"the request could not be read: {exc}", None)
         if allowed is not None and result.app_uuid not in allowed:
-            logger.warning("MAuth: app %s is authentic but not allowed here", result.app_uuid)
+            logger.warning("MAuth: app %r is authentic but not allowed here", result.app_uuid)
             return Outcome(
                 403, f"app {result.app_uuid} is not allowed to call this endpoint", result
             )

@@ -267,13 +267,22 @@ def test_logging_names_app_and_version_but_no_secrets(caplog: pytest.LogCaptureF
     make().authenticate(request(), Signed.from_headers(good))
     make().is_authentic(request(b"tampered"), Signed.from_headers(good))
     text = caplog.text
-    assert f"from app {APP} with V2" in text
+    assert f"from app '{APP}' with V2" in text
     assert any(
         r.levelno >= logging.WARNING and "inauthentic" in r.getMessage() for r in caplog.records
     )
     signature = good["MCC-Authentication"].split(":", 1)[1]
     assert signature[:24] not in text
     assert "PRIVATE KEY" not in text and PUBLIC.splitlines()[2] not in text
+
+
+def test_app_uuid_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="mauth_client")
+    forged = "x\nCRITICAL root: all systems compromised"
+    signed = Signed(mcc_authentication=f"MWSV2 {forged}:c2ln;", mcc_time=str(NOW))
+    make().is_authentic(request(), signed)
+    assert caplog.records
+    assert all("\n" not in record.getMessage() for record in caplog.records)
 
 
 def test_needs_a_collaborator() -> None:
