@@ -26,6 +26,22 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 _API_VERSION = re.compile(r"v[0-9]+")
 
+# Every environment variable Config.from_env reads (mauth-protocol.md section 6).
+ENV_NAMES = (
+    "APP_UUID",
+    "MAUTH_APP_UUID",
+    "PRIVATE_KEY",
+    "MAUTH_PRIVATE_KEY",
+    "MAUTH_PRIVATE_KEY_FILE",
+    "MAUTH_URL",
+    "MAUTH_API_VERSION",
+    "MAUTH_MODE",
+    "MAUTH_SIGN_VERSIONS",
+    "V2_ONLY_AUTHENTICATE",
+    "MAUTH_V2_ONLY_AUTHENTICATE",
+    "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
+)
+
 # Upstream attribute name -> field of a Config instance.
 _UPSTREAM_NAMES = {
     "APP_UUID": "app_uuid",

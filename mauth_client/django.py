@@ -21,7 +21,7 @@ from django.conf import settings
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
-from .config import Config
+from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import has_raw_target, quote_path, request_headers, request_target
@@ -50,7 +50,7 @@ def guard() -> RequestGuard:
     if _guard is None:
         options = _settings()
         env = dict(os.environ)
-        env.update({k: str(v) for k, v in options.items() if isinstance(v, (str, int, bool))})
+        env.update({k: str(v) for k, v in options.items() if k in ENV_NAMES and v is not None})
         app_uuids = options.get("APP_UUIDS")
         _guard = RequestGuard(
             config=Config.from_env(env), app_uuids=set(app_uuids) if app_uuids else None

@@ -30,7 +30,7 @@ from typing import Any, TypeVar, overload
 from flask import Flask, Response, current_app, g, request
 
 from .authenticator import Authenticator
-from .config import Config
+from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import request_headers, request_target
@@ -39,26 +39,12 @@ logger = logging.getLogger("mauth_client")
 
 F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION = "mauth"
-_ENV_NAMES = (
-    "APP_UUID",
-    "MAUTH_APP_UUID",
-    "PRIVATE_KEY",
-    "MAUTH_PRIVATE_KEY",
-    "MAUTH_PRIVATE_KEY_FILE",
-    "MAUTH_URL",
-    "MAUTH_API_VERSION",
-    "MAUTH_MODE",
-    "MAUTH_SIGN_VERSIONS",
-    "V2_ONLY_AUTHENTICATE",
-    "MAUTH_V2_ONLY_AUTHENTICATE",
-    "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
-)
 
 
 def config_from_flask(app: Flask) -> Config:
     """A :class:`Config` from ``app.config``'s MAuth keys, over the environment."""
     merged = dict(os.environ)
-    for name in _ENV_NAMES:
+    for name in ENV_NAMES:
         value = app.config.get(name)
         if value is not None:
             merged[name] = str(value)

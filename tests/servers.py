@@ -55,3 +55,20 @@ def uvicorn_server(app: Any) -> Iterator[str]:
         server.should_exit = True
         thread.join(10)
         sock.close()
+
+
+@contextmanager
+def running_command(argv: list[str], ready: str) -> Iterator[None]:
+    """Run a long-lived command (a server); wait until its first line mentions ``ready``."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen([sys.executable, *argv], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert ready in line, line
+        yield
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -18,20 +18,11 @@ import pytest
 from flask import Flask, jsonify, request
 
 from mauth_client.cli import Style, main
+from mauth_client.config import ENV_NAMES
 from mauth_client.flask_authenticator import FlaskAuthenticator, requires_authentication
 from mauth_client.testing import AppIdentity, LocalMAuthService, serve_wsgi
 
-CONFIG_NAMES = (
-    "APP_UUID",
-    "MAUTH_APP_UUID",
-    "PRIVATE_KEY",
-    "MAUTH_PRIVATE_KEY",
-    "MAUTH_PRIVATE_KEY_FILE",
-    "MAUTH_URL",
-    "MAUTH_SIGN_VERSIONS",
-    "MAUTH_MODE",
-    "V2_ONLY_AUTHENTICATE",
-)
+CONFIG_NAMES = ENV_NAMES
 
 
 @pytest.fixture(autouse=True)
@@ -324,33 +315,16 @@ def test_serve_keys(tmp_path: Path) -> None:
     from mauth_client.config import Config
     from mauth_client.key_source import LocalKeySource
 
+    from .servers import running_command
     from .test_key_source import closed_port
 
-    identity_code = main(["keygen", "--dir", str(tmp_path), "--app-uuid", "svc-app"])
-    assert identity_code == 0
+    assert main(["keygen", "--dir", str(tmp_path), "--app-uuid", "svc-app"]) == 0
     port = closed_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mauth_client",
-            "serve-keys",
-            "--keys",
-            str(tmp_path),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None and str(port) in process.stdout.readline()
+    argv = ["-m", "mauth_client", "serve-keys", "--keys", str(tmp_path), "--port", str(port)]
+    with running_command(argv, ready=f"http://127.0.0.1:{port}"):
         config = Config(
             app_uuid="svc-app",
             private_key=(tmp_path / "svc-app.key").read_text(),
             mauth_url=f"http://127.0.0.1:{port}",
         )
         LocalKeySource(config).get_public_key("svc-app")
-    finally:
-        process.terminate()
-        process.wait(10)

@@ -365,34 +365,16 @@ def test_service_reads_a_keys_folder_safely(tmp_path: Any, me: AppIdentity) -> N
 
 
 def test_service_command_line(tmp_path: Any, me: AppIdentity) -> None:
-    import subprocess
-    import sys
+    from .servers import running_command
 
     (tmp_path / f"{me.app_uuid}.pub").write_text(me.public_key)
     port = closed_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "mauth_client.testing",
-            "--keys",
-            str(tmp_path),
-            "--port",
-            str(port),
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert process.stdout is not None
-        assert f"http://127.0.0.1:{port}" in process.stdout.readline()
+    argv = ["-m", "mauth_client.testing", "--keys", str(tmp_path), "--port", str(port)]
+    with running_command(argv, ready=f"http://127.0.0.1:{port}"):
         config = Config(
             app_uuid=me.app_uuid, private_key=me.private_key, mauth_url=f"http://127.0.0.1:{port}"
         )
         LocalKeySource(config).get_public_key(me.app_uuid)
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 def test_service_command_line_bad_folder(tmp_path: Any) -> None:
