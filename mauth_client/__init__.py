@@ -30,8 +30,29 @@ __version__ = "2.0.0.dev0"
 # A library logs, the application decides where that goes (and at what level).
 logging.getLogger("mauth_client").addHandler(logging.NullHandler())
 
+# Loaded on first use (PEP 562), so that "import mauth_client" stays light.
+_LAZY = {
+    "Authenticator": "authenticator",
+    "AuthResult": "authenticator",
+    "Config": "config",
+    "StaticKeySource": "key_source",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mauth_client' has no attribute {name!r}")
+    from importlib import import_module
+
+    return getattr(import_module(f".{module}", __name__), name)
+
+
 __all__ = [
+    "AuthResult",
+    "Authenticator",
     "BodyReadError",
+    "Config",
     "ConfigurationError",
     "InauthenticError",
     "InvalidMessageError",
@@ -43,6 +64,7 @@ __all__ = [
     "ResponseSignable",
     "Signed",
     "Signer",
+    "StaticKeySource",
     "UnableToAuthenticateError",
     "UnableToSignError",
     "__version__",
