@@ -253,3 +253,17 @@ def test_undecodable_raw_path_is_401(service: LocalMAuthService, me: AppIdentity
     asyncio.run(MAuthASGIMiddleware(app, config=service.config_for(me))(scope, receive, send))
     assert sent[0]["status"] == 401
     assert b"errors" in sent[1]["body"]
+
+
+def test_starlette_add_middleware(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    # The way FastAPI and Starlette apps install middleware: the class plus keyword options.
+    app = Starlette(routes=[Route("/echo/{rest:path}", echo, methods=["GET"])])
+    app.add_middleware(MAuthASGIMiddleware, config=service.config_for(me), exempt={"/echo/open"})
+    with uvicorn_server(app) as base:
+        assert httpx.get(f"{base}/echo/open", timeout=10).status_code == 200
+        assert httpx.get(f"{base}/echo/closed", timeout=10).status_code == 401
+        with httpx.Client(auth=MAuthHttpx(caller.app_uuid, caller.private_key, "v2")) as client:
+            answer = client.get(f"{base}/echo/closed", timeout=10)
+    assert answer.status_code == 200 and answer.json()["app_uuid"] == caller.app_uuid
