@@ -287,21 +287,25 @@ class Authenticator:
 
 # --- upstream compatibility -------------------------------------------------------------
 
-_default: Authenticator | None = None
+_defaults: dict[str, Authenticator] = {}
 
 
-def default_authenticator() -> Authenticator:
-    """A process-wide authenticator built from the environment on first use."""
-    global _default
-    if _default is None:
-        _default = Authenticator.from_config(Config.from_env())
-    return _default
+def default_authenticator(mode: str | None = None) -> Authenticator:
+    """A process-wide authenticator built from the environment on first use, one per
+    ``mode`` ("local", "remote", or None for ``MAUTH_MODE``)."""
+    key = mode or "environment"
+    authenticator = _defaults.get(key)
+    if authenticator is None:
+        config = Config.from_env()
+        if mode:
+            config = config.with_overrides(mauth_mode=mode)
+        authenticator = _defaults[key] = Authenticator.from_config(config)
+    return authenticator
 
 
 def reset_default_authenticator() -> None:
-    """Forget the process-wide authenticator (after the environment changed)."""
-    global _default
-    _default = None
+    """Forget the process-wide authenticators (after the environment changed)."""
+    _defaults.clear()
 
 
 class AbstractAuthenticator:
@@ -316,14 +320,15 @@ class AbstractAuthenticator:
         self.logger = logger or logging.getLogger("mauth_client")
 
     def _authenticator(self) -> Authenticator:
-        base = default_authenticator()
+        """Built per call, as upstream read its settings per call: a test suite that
+        assigns ``Config.V2_ONLY_AUTHENTICATE`` on the class sees it take effect."""
         config = Config.from_env(resolve_private_key=False)
-        if self.AUTHENTICATION_TYPE == "REMOTE" and base.ticket_checker is None:
-            raise UnableToAuthenticateError("remote authentication needs MAUTH_URL")
+        base = default_authenticator("remote" if self.AUTHENTICATION_TYPE == "REMOTE" else "local")
+        v2_only = Config.__dict__.get("V2_ONLY_AUTHENTICATE", config.v2_only_authenticate)
         return Authenticator(
             base.key_source,
-            ticket_checker=base.ticket_checker if self.AUTHENTICATION_TYPE == "REMOTE" else None,
-            v2_only=bool(Config.V2_ONLY_AUTHENTICATE),
+            ticket_checker=base.ticket_checker,
+            v2_only=bool(v2_only),
             disable_fallback_to_v1=config.disable_fallback_to_v1_on_v2_failure,
             time_window=self.ALLOWED_DRIFT_SECONDS,
             clock=base.clock,
@@ -339,6 +344,8 @@ class AbstractAuthenticator:
             return self._authenticator().is_authentic(self.signable, self.signed)
         except UnableToAuthenticateError as exc:
             return False, 500, str(exc)
+        except ConfigurationError as exc:  # our configuration, not the caller's fault
+            return False, 500, f"MAuth is misconfigured: {exc}"
 
     @property
     def authenticator_type(self) -> str | None:

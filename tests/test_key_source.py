@@ -5,7 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -400,3 +400,61 @@ def test_key_cache_is_bounded(service: LocalMAuthService, me: AppIdentity) -> No
     source.get_public_key(callers[0].app_uuid)  # the oldest was evicted: fetched again
     assert service.calls("security_tokens", callers[0].app_uuid) == 2
     assert service.calls("security_tokens", callers[2].app_uuid) == 1
+
+
+@pytest.fixture
+def upstream_env(
+    service: LocalMAuthService, me: AppIdentity, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[None]:
+    """Configure the process the way upstream users do: through the environment."""
+    from mauth_client import authenticator as module
+
+    for name, value in {
+        "APP_UUID": me.app_uuid,
+        "MAUTH_PRIVATE_KEY": me.private_key,
+        "MAUTH_URL": service.url,
+        "MAUTH_MODE": "local",
+    }.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("V2_ONLY_AUTHENTICATE", raising=False)
+    module.reset_default_authenticator()
+    yield
+    module.reset_default_authenticator()
+
+
+def test_upstream_remote_authenticator_even_in_local_mode(
+    upstream_env: None, service: LocalMAuthService
+) -> None:
+    from mauth_client.authenticator import RemoteAuthenticator
+
+    caller = service.new_app()
+    signable, signed = signed_request(caller)
+    assert RemoteAuthenticator(signable, signed, None).is_authentic() == (True, 200, "")
+    assert service.calls("authentication_tickets") == 1
+    tampered = RequestSignable(method="POST", url="/orders?x=1", body=b"nope")
+    assert RemoteAuthenticator(tampered, signed, None).is_authentic()[:2] == (False, 401)
+
+
+def test_upstream_local_authenticator_against_the_service(
+    upstream_env: None, service: LocalMAuthService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mauth_client.authenticator import LocalAuthenticator
+
+    caller = service.new_app()
+    signable, signed = signed_request(caller, versions="v1")
+    assert LocalAuthenticator(signable, signed, None).is_authentic() == (True, 200, "")
+    # Upstream test suites switch V2-only on by assigning the class attribute.
+    monkeypatch.setattr(Config, "V2_ONLY_AUTHENTICATE", True, raising=False)
+    ok, status, message = LocalAuthenticator(signable, signed, None).is_authentic()
+    assert (ok, status) == (False, 401) and "requires mAuth v2" in message
+
+
+def test_upstream_authenticator_with_broken_configuration(
+    upstream_env: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mauth_client.authenticator import LocalAuthenticator
+
+    monkeypatch.setenv("MAUTH_MODE", "sideways")
+    signable, signed = signed_request(generate_identity())
+    ok, status, message = LocalAuthenticator(signable, signed, None).is_authentic()
+    assert (ok, status) == (False, 500) and "MAUTH_MODE" in message
