@@ -32,6 +32,7 @@ from flask import Flask, Response, current_app, g, request
 from .authenticator import Authenticator
 from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .exceptions import MAuthError
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import request_headers, request_target
 
@@ -86,6 +87,8 @@ class FlaskAuthenticator:
         self.sign_responses = bool(
             app.config.get("MAUTH_SIGN_RESPONSES", False) if sign is None else sign
         )
+        if self.sign_responses:
+            self.guard.signer  # noqa: B018 - fail at start-up, not on the first response
         app.extensions[EXTENSION] = self
         app.after_request(_sign_response)
         if self.authenticate_all:
@@ -145,11 +148,14 @@ def _sign_response(response: Response) -> Response:
         return response
     extension = _extension()
     assert extension.guard is not None
-    response.headers.update(
-        extension.guard.response_headers(
+    try:
+        headers = extension.guard.response_headers(
             response.status_code, response.get_data(), g.get("mauth_protocol_version")
         )
-    )
+    except MAuthError as exc:  # e.g. no private key for a decorator's sign_response=True
+        logger.error("MAuth: the response could not be signed and was sent unsigned: %s", exc)
+        return response
+    response.headers.update(headers)
     return response
 
 

@@ -257,3 +257,38 @@ def test_service_down_is_500(me: AppIdentity, caller: AppIdentity) -> None:
         answer = requests.get(f"{base}/echo/x", auth=auth(caller), timeout=30)
     assert answer.status_code == 500
     assert "could not be reached" in answer.json()["errors"]["mauth"][0]
+
+
+def test_signing_responses_without_a_private_key_fails_at_start_up(
+    service: LocalMAuthService,
+) -> None:
+    from mauth_client.exceptions import ConfigurationError
+
+    app = Flask("no-key")
+    app.config.update(MAUTH_APP_UUID="me", MAUTH_URL=service.url)
+    with pytest.raises(ConfigurationError, match="MAUTH_PRIVATE_KEY"):
+        FlaskAuthenticator(app, sign_responses=True)
+
+
+def test_a_response_that_cannot_be_signed_is_sent_unsigned_and_logged(
+    service: LocalMAuthService, caller: AppIdentity, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mauth_client.authenticator import Authenticator
+    from mauth_client.key_source import StaticKeySource
+
+    app = Flask("no-key-decorator")
+    app.config.update(MAUTH_APP_UUID="me")  # no private key: requests can be checked, not signed
+    FlaskAuthenticator(
+        app, authenticator=Authenticator(StaticKeySource({caller.app_uuid: caller.public_key}))
+    )
+
+    @app.get("/x")
+    @requires_authentication(sign_response=True)
+    def view() -> str:
+        return "body"
+
+    with werkzeug_server(app) as base:
+        answer = requests.get(f"{base}/x", auth=auth(caller), timeout=10)
+    assert answer.status_code == 200 and answer.text == "body"
+    assert "MCC-Authentication" not in answer.headers
+    assert "could not be signed" in caplog.text
