@@ -9,11 +9,13 @@ large uploads in constant memory. Response authentication reads the response bod
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import AsyncGenerator, Generator
 from typing import Any
 
+import anyio
 import httpx
 
+from .authenticator import AuthResult
 from .client import SigningClientAuth
 from .signable import RequestSignable
 
@@ -40,6 +42,27 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         request.headers.update(self._make_headers(request))
         response = yield request
         if self._checker is not None:
-            result = self._checker.check(response.status_code, response.content, response.headers)
-            response.extensions["mauth_app_uuid"] = result.app_uuid
-            response.extensions["mauth_protocol_version"] = result.protocol_version
+            self._record(
+                response,
+                self._checker.check(response.status_code, response.content, response.headers),
+            )
+
+    async def async_auth_flow(
+        self, request: httpx.Request
+    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
+        """As :meth:`auth_flow`, but the response check (which may fetch a key from the
+        MAuth service) runs in a worker thread, so the event loop is never blocked."""
+        await request.aread()
+        request.headers.update(self._make_headers(request))
+        response = yield request
+        if self._checker is not None:
+            await response.aread()
+            result = await anyio.to_thread.run_sync(
+                self._checker.check, response.status_code, response.content, response.headers
+            )
+            self._record(response, result)
+
+    @staticmethod
+    def _record(response: httpx.Response, result: AuthResult) -> None:
+        response.extensions["mauth_app_uuid"] = result.app_uuid
+        response.extensions["mauth_protocol_version"] = result.protocol_version

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -152,3 +153,50 @@ def test_spool_keeps_file_position(caller: AppIdentity) -> None:
     prepared = requests.Request("PUT", "https://h.example/f", data=stream).prepare()
     MAuth(caller.app_uuid, caller.private_key, "v2")(prepared)
     assert prepared.body is stream and stream.tell() == 5
+
+
+def test_async_response_check_does_not_block_the_event_loop(
+    me: AppIdentity, caller: AppIdentity
+) -> None:
+    with LocalMAuthService(latency=0.6) as slow:
+        slow.add_app(me.app_uuid, me.public_key)
+        slow.add_app(caller.app_uuid, caller.public_key)
+        app = Flask("slow-keys")
+        FlaskAuthenticator(app, config=slow.config_for(me), sign_responses=True)
+
+        @app.get("/echo")
+        @requires_authentication
+        def echo() -> Any:
+            return jsonify(ok=True)
+
+        auth = MAuthHttpx(
+            caller.app_uuid,
+            caller.private_key,
+            "v2",
+            authenticate_responses=True,
+            config=slow.config_for(caller),
+        )
+        ticks: list[float] = []
+
+        async def ticker(stop: asyncio.Event) -> None:
+            while not stop.is_set():
+                ticks.append(asyncio.get_running_loop().time())
+                await asyncio.sleep(0.02)
+
+        async def run(url: str) -> httpx.Response:
+            stop = asyncio.Event()
+            task = asyncio.create_task(ticker(stop))
+            async with httpx.AsyncClient(auth=auth) as client:
+                answer = await client.get(f"{url}/echo", timeout=20)
+            stop.set()
+            await task
+            return answer
+
+        with werkzeug_server(app) as url:
+            answer = asyncio.run(run(url))
+    assert answer.extensions["mauth_app_uuid"] == me.app_uuid
+    gaps = [b - a for a, b in itertools.pairwise(ticks)]
+    # Both key fetches (the server's, then the client's for the response) take over
+    # 0.6 s each; a blocked loop would show one gap that long.
+    assert ticks[-1] - ticks[0] > 1.2
+    assert max(gaps) < 0.4, max(gaps)
