@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import tempfile
+import threading
 from collections.abc import Callable, Collection, Iterable
 from typing import IO, Any, NamedTuple
 
@@ -79,13 +80,17 @@ class RequestGuard:
     ) -> None:
         self.config = config
         self._authenticator = authenticator
+        self._lock = threading.Lock()  # concurrent first requests build one authenticator
         self.app_uuids = frozenset(app_uuids) if app_uuids is not None else None
         self._signer = signer
 
     @property
     def authenticator(self) -> Authenticator:
         if self._authenticator is None:
-            self._authenticator = Authenticator.from_config(self.config or Config.from_env())
+            with self._lock:
+                if self._authenticator is None:
+                    config = self.config or Config.from_env()
+                    self._authenticator = Authenticator.from_config(config)
         return self._authenticator
 
     @property

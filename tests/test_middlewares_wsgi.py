@@ -221,3 +221,38 @@ def test_undecodable_paths_and_queries_are_401(
     status, body = call(wrap(service, me), {"REQUEST_METHOD": "GET", **environ})
     assert status.startswith("401")
     assert json.loads(body)["errors"]["mauth"]
+
+
+def test_concurrent_first_requests_share_one_key_fetch(
+    service: LocalMAuthService, me: AppIdentity
+) -> None:
+    # A freshly started app hit by a burst: one authenticator, so one fetch per caller.
+    import threading
+
+    callers = [service.new_app() for _ in range(3)]
+    app = wrap(service, me)
+    service.latency = 0.2
+    barrier = threading.Barrier(30)
+    statuses: list[str] = []
+
+    def hit(i: int) -> None:
+        caller = callers[i % 3]
+        headers = Signer(caller.app_uuid, caller.private_key, "v2").signed_headers(
+            RequestSignable(method="GET", url="/burst")
+        )
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": "/burst",
+            "wsgi.input": io.BytesIO(b""),
+            **{"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()},
+        }
+        barrier.wait()
+        statuses.append(call(app, environ)[0])
+
+    threads = [threading.Thread(target=hit, args=(i,)) for i in range(30)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert statuses == ["200 OK"] * 30
+    assert service.calls("security_tokens") == 3
