@@ -24,6 +24,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import threading
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar, overload
 
@@ -78,6 +79,14 @@ class FlaskAuthenticator:
             self.init_app(app)
 
     def init_app(self, app: Flask) -> None:
+        self._configure(app)
+        if self.authenticate_all:
+            # Decorated views sign their own responses; these hooks serve every route.
+            app.before_request(self._authenticate_every_request)
+            app.after_request(self._sign_every_response)
+
+    def _configure(self, app: Flask) -> None:
+        """Settings and state only, no hooks: safe even while the app serves requests."""
         config = self._config or config_from_flask(app)
         app_uuids = self._app_uuids
         if app_uuids is None and app.config.get("MAUTH_APP_UUIDS") is not None:
@@ -90,15 +99,17 @@ class FlaskAuthenticator:
         if self.sign_responses:
             self.guard.signer  # noqa: B018 - fail at start-up, not on the first response
         app.extensions[EXTENSION] = self
-        app.after_request(_sign_response)
-        if self.authenticate_all:
-            app.before_request(self._authenticate_every_request)
 
     def _authenticate_every_request(self) -> Response | None:
         path, _ = request_target(request.environ)
         if is_exempt(path, self.exempt) or is_exempt(request.path, self.exempt):
             return None
         return authenticate_current_request(self, None, self.sign_responses)
+
+    def _sign_every_response(self, response: Response) -> Response:
+        if g.get("mauth_sign_response") and not g.get("mauth_response_signed"):
+            return sign_flask_response(self, response)
+        return response
 
     def check(self, app_uuids: Collection[str] | None = None) -> Outcome:
         """Authenticate the current Flask request."""
@@ -114,11 +125,20 @@ class FlaskAuthenticator:
         )
 
 
+_lazy_lock = threading.Lock()
+
+
 def _extension() -> FlaskAuthenticator:
     extension = current_app.extensions.get(EXTENSION)
-    if not isinstance(extension, FlaskAuthenticator):
-        # Friendly default: the decorator alone works, configured from the environment.
-        extension = FlaskAuthenticator(current_app._get_current_object())  # type: ignore[attr-defined]
+    if isinstance(extension, FlaskAuthenticator):
+        return extension
+    # Friendly default: the decorator alone works, configured from app.config and the
+    # environment. Only settings, no hooks: Flask forbids adding hooks once it serves.
+    with _lazy_lock:
+        extension = current_app.extensions.get(EXTENSION)
+        if not isinstance(extension, FlaskAuthenticator):
+            extension = FlaskAuthenticator()
+            extension._configure(current_app._get_current_object())  # type: ignore[attr-defined]
     return extension
 
 
@@ -140,13 +160,12 @@ def authenticate_current_request(
     return None
 
 
-def _sign_response(response: Response) -> Response:
-    if not g.get("mauth_sign_response"):
-        return response
+def sign_flask_response(extension: FlaskAuthenticator, response: Response) -> Response:
+    """Sign ``response`` in the version the request used (V1 and V2 if it was unsigned)."""
+    g.mauth_response_signed = True
     if response.is_streamed:
         logger.warning("MAuth: a streamed response cannot be signed; it was sent unsigned")
         return response
-    extension = _extension()
     assert extension.guard is not None
     try:
         headers = extension.guard.response_headers(
@@ -189,8 +208,13 @@ def requires_authentication(
             sign = extension.sign_responses if sign_response is None else sign_response
             failure = authenticate_current_request(extension, app_uuids, sign)
             if failure is not None:
-                return failure
-            return current_app.ensure_sync(function)(*args, **kwargs)
+                response = failure
+            else:
+                result = current_app.ensure_sync(function)(*args, **kwargs)
+                if not sign:
+                    return result
+                response = current_app.make_response(result)
+            return sign_flask_response(extension, response) if sign else response
 
         return wrapper  # type: ignore[return-value]
 

@@ -292,3 +292,44 @@ def test_a_response_that_cannot_be_signed_is_sent_unsigned_and_logged(
     assert answer.status_code == 200 and answer.text == "body"
     assert "MCC-Authentication" not in answer.headers
     assert "could not be signed" in caplog.text
+
+
+def test_decorator_without_the_extension_uses_app_config(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    app = Flask("decorator-only")
+    app.config.update(
+        MAUTH_APP_UUID=me.app_uuid, MAUTH_PRIVATE_KEY=me.private_key, MAUTH_URL=service.url
+    )
+
+    @app.get("/open")
+    def open_view() -> str:
+        return "open"
+
+    @app.get("/x")
+    @requires_authentication(sign_response=True)
+    def view() -> Any:
+        return jsonify(caller=g.mauth_app_uuid)
+
+    client_auth = auth(caller, "v2", authenticate_responses=True, config=service.config_for(caller))
+    with werkzeug_server(app) as base:
+        assert requests.get(f"{base}/open", timeout=10).text == "open"  # the app has started
+        answer = requests.get(f"{base}/x", auth=client_auth, timeout=10)
+        assert answer.status_code == 200, answer.text
+        assert answer.json() == {"caller": caller.app_uuid}
+        assert answer.mauth_app_uuid == me.app_uuid  # type: ignore[attr-defined]
+        assert requests.get(f"{base}/x", timeout=10).status_code == 401
+
+
+def test_authenticate_all_signs_every_response(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    app = make_app(service, me, authenticate_all=True, exempt={"/app_status"}, sign_responses=True)
+    client_auth = auth(caller, "v1", authenticate_responses=True, config=service.config_for(caller))
+    with werkzeug_server(app) as base:
+        answer = requests.get(
+            f"{base}/unsigned-response", auth=client_auth, timeout=10
+        )  # not decorated
+        assert answer.status_code == 200 and answer.mauth_protocol_version == 1  # type: ignore[attr-defined]
+        decorated = requests.post(f"{base}/echo/x", data=b"b", auth=client_auth, timeout=10)
+        assert decorated.status_code == 200 and decorated.mauth_app_uuid == me.app_uuid  # type: ignore[attr-defined]
