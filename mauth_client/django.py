@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -28,6 +29,7 @@ from .wsgi_target import has_raw_target, quote_path, request_headers, request_ta
 
 View = TypeVar("View", bound=Callable[..., Any])
 _guard: RequestGuard | None = None
+_lock = threading.Lock()
 
 
 def _settings() -> dict[str, Any]:
@@ -47,15 +49,21 @@ setting_changed.connect(_reset)
 def guard() -> RequestGuard:
     """The process's request guard, built from ``settings.MAUTH`` over the environment."""
     global _guard
-    if _guard is None:
-        options = _settings()
-        env = dict(os.environ)
-        env.update({k: str(v) for k, v in options.items() if k in ENV_NAMES and v is not None})
-        app_uuids = options.get("APP_UUIDS")
-        _guard = RequestGuard(
-            config=Config.from_env(env), app_uuids=set(app_uuids) if app_uuids else None
-        )
-    return _guard
+    current = _guard
+    if current is None:
+        with _lock:  # concurrent first requests build one guard, so one key cache
+            if _guard is None:
+                options = _settings()
+                env = dict(os.environ)
+                env.update(
+                    {k: str(v) for k, v in options.items() if k in ENV_NAMES and v is not None}
+                )
+                app_uuids = options.get("APP_UUIDS")
+                _guard = RequestGuard(
+                    config=Config.from_env(env), app_uuids=set(app_uuids) if app_uuids else None
+                )
+            current = _guard
+    return current
 
 
 def check(request: HttpRequest) -> Outcome:

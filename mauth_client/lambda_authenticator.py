@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import threading
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote
@@ -22,12 +23,15 @@ from .signable import split_url
 from .signed import Signed
 
 _guard: RequestGuard | None = None
+_lock = threading.Lock()
 
 
 def _default_guard() -> RequestGuard:
     global _guard  # one per container: keys stay cached between invocations
     if _guard is None:
-        _guard = RequestGuard()
+        with _lock:
+            if _guard is None:
+                _guard = RequestGuard()
     return _guard
 
 
