@@ -180,7 +180,10 @@ class Authenticator:
             if v1 is None or self.v2_only or self.disable_fallback_to_v1:
                 raise
             self.logger.warning("MAuth V2 failed (%s); falling back to V1", exc)
-            return self._authenticate_one(signable, v1)
+            try:
+                return self._authenticate_one(signable, v1)
+            except InauthenticError as fallback:  # say why both failed, V1 first
+                raise type(fallback)(f"{fallback} (after V2 failed: {exc})") from None
 
     def is_authentic(self, signable: Signable, signed: Signed) -> tuple[bool, int, str]:
         """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``."""

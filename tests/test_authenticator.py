@@ -288,3 +288,12 @@ def test_app_uuid_cannot_forge_log_lines(caplog: pytest.LogCaptureFixture) -> No
 def test_needs_a_collaborator() -> None:
     with pytest.raises(ValueError, match="key_source or a ticket_checker"):
         Authenticator()
+
+
+def test_failed_fallback_reports_both_versions() -> None:
+    signed = Signed.from_headers(_mixed(v2_good=False, v1_good=False))
+    with pytest.raises(InauthenticError) as info:
+        make().authenticate(request(), signed)
+    message = str(info.value)
+    assert message.startswith("Signature verification failed for V1")
+    assert "(after V2 failed: Signature verification failed for V2" in message
