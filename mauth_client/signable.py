@@ -83,14 +83,15 @@ def encode_query(query: str) -> str:
     """
     if not query:
         return ""
-    parts = query.split("&")
-    while parts and not parts[-1]:
-        parts.pop()
     if _PAIRED_PLAIN_QUERY.fullmatch(query):
-        # Every part is key=value of unreserved characters: sort with C-level calls only.
+        # Every part is key=value of unreserved characters (so no empty trailing part
+        # either): sort with C-level calls only.
         keyed = query.replace("=", "\x00").split("&")
         keyed.sort()
         return "&".join(keyed).replace("\x00", "=")
+    parts = query.split("&")
+    while parts and not parts[-1]:
+        parts.pop()
     if _PLAIN_QUERY.fullmatch(query):
         plain = _sorted_plain_query(parts)
         if plain is not None:
