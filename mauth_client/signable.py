@@ -96,6 +96,11 @@ def encode_query(query: str) -> str:
         plain = _sorted_plain_query(parts)
         if plain is not None:
             return plain
+    return _encode_query_parts(parts)
+
+
+def _encode_query_parts(parts: list[str]) -> str:
+    """The general path of :func:`encode_query`: decode, sort, re-encode each pair."""
     decoded = []
     for part in parts:
         key, _, value = part.partition("=")

@@ -151,3 +151,14 @@ def test_changing_any_byte_of_a_signature_fails(body: bytes, index: int) -> None
             assert digest is not None and not verify_v1(PUBLIC, forged, digest)
         else:
             assert not verify_v2(PUBLIC, forged, signable.v2_string("prop-app", 1))
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="aB0=&.-_~%2F+", max_size=24))
+def test_query_fast_paths_agree_with_the_general_path(query: str) -> None:
+    from mauth_client.signable import _encode_query_parts, encode_query
+
+    parts = query.split("&")
+    while parts and not parts[-1]:
+        parts.pop()
+    assert encode_query(query) == _encode_query_parts(parts)
