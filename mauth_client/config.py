@@ -55,6 +55,13 @@ _UPSTREAM_NAMES = {
 }
 
 
+def redact_url(url: str | None) -> str:
+    """``url`` without any ``user:password@`` part, for messages and logs."""
+    if not url:
+        return ""
+    return re.sub(r"(?<=://)[^/?#@]*@", "***@", url)
+
+
 def _first(env: Mapping[str, str], *names: str) -> tuple[str | None, str | None]:
     """The first of ``names`` set to a non-blank value, and that value."""
     for name in names:
@@ -164,8 +171,20 @@ class Config(metaclass=_UpstreamNames):
         if self.mauth_url is not None and not re.match(r"https?://[^/?#]+", self.mauth_url):
             raise ConfigurationError(
                 f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
-                f"not {self.mauth_url!r}"
+                f"not {redact_url(self.mauth_url)!r}"
             )
+
+    def __repr__(self) -> str:
+        """Every setting but the private key, with credentials cut from the URL."""
+        shown = []
+        for item in fields(self):
+            if item.name == "private_key":
+                continue
+            value = getattr(self, item.name)
+            shown.append(
+                f"{item.name}={redact_url(value) if item.name == 'mauth_url' else value!r}"
+            )
+        return f"Config({', '.join(shown)})"
 
     # Upstream's attribute names, read on an instance.
     def __getattr__(self, name: str) -> Any:

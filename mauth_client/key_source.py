@@ -24,7 +24,7 @@ import requests
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config
+from .config import Config, redact_url
 from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
 from .keys import PublicKeyData, load_public_key
 
@@ -80,6 +80,7 @@ class MAuthServiceClient:
         assert config.mauth_url is not None
         self.config = config
         self.base = f"{config.mauth_url.rstrip('/')}/mauth/{config.mauth_api_version}"
+        self.shown_url = redact_url(config.mauth_url)  # for messages: no credentials
         from .requests_mauth import MAuth  # here, not at the top: requests_mauth imports us
 
         self.session = session or requests.Session()
@@ -99,12 +100,12 @@ class MAuthServiceClient:
             except requests.exceptions.ConnectionError as exc:  # includes ConnectTimeout
                 if last:
                     raise UnableToAuthenticateError(
-                        f"the MAuth service at {self.config.mauth_url} could not be reached "
+                        f"the MAuth service at {self.shown_url} could not be reached "
                         f"({type(exc).__name__})"
                     ) from None
             except requests.exceptions.Timeout as exc:
                 raise UnableToAuthenticateError(
-                    f"the MAuth service at {self.config.mauth_url} did not answer within "
+                    f"the MAuth service at {self.shown_url} did not answer within "
                     f"{self.config.read_timeout} s ({type(exc).__name__})"
                 ) from None
             except requests.exceptions.RequestException as exc:

@@ -128,8 +128,10 @@ def test_class_attribute_can_be_assigned_as_upstream_tests_do(
     assert Config.V2_ONLY_AUTHENTICATE is True
 
 
-def test_repr_hides_the_private_key() -> None:
-    assert "PRIVATE" not in repr(Config(app_uuid="a", private_key=PEM))
+def test_repr_hides_the_private_key_and_url_credentials() -> None:
+    text = repr(Config(app_uuid="a", private_key=PEM, mauth_url="https://u:s3cret@mauth.example"))
+    assert "PRIVATE" not in text and "s3cret" not in text
+    assert "app_uuid='a'" in text and "mauth_url='https://***@mauth.example'" in text
 
 
 # --- KMS --------------------------------------------------------------------------------
@@ -189,3 +191,26 @@ def test_environment_is_not_read_at_import() -> None:
     import mauth_client.config as module
 
     assert not any(name in vars(module) for name in ("APP_UUID", "MAUTH_URL", "PRIVATE_KEY"))
+
+
+def test_credentials_in_mauth_url_never_reach_a_message() -> None:
+    from mauth_client.config import redact_url
+    from mauth_client.exceptions import UnableToAuthenticateError
+    from mauth_client.key_source import LocalKeySource
+
+    assert (
+        redact_url("https://user:s3cret@mauth.example.com/x") == "https://***@mauth.example.com/x"
+    )
+    assert redact_url("https://mauth.example.com/a@b") == "https://mauth.example.com/a@b"
+    with pytest.raises(ConfigurationError) as bad:
+        Config(mauth_url="ftp://user:s3cret@host")
+    assert "s3cret" not in str(bad.value)
+    config = Config(
+        app_uuid="a",
+        private_key=PEM,
+        mauth_url="http://user:s3cret@127.0.0.1:9",
+        retry_backoff=0.01,
+    )
+    with pytest.raises(UnableToAuthenticateError) as down:
+        LocalKeySource(config).get_public_key("x")
+    assert "s3cret" not in str(down.value) and "***@127.0.0.1:9" in str(down.value)
