@@ -34,7 +34,7 @@ from .keys import load_public_key
 from .signable import RequestSignable, Signable
 from .signed import SignatureInfo, Signed
 from .signer import Signer
-from .verifier import verify_v1, verify_v2
+from .verifier import decode_signature, verify_v1, verify_v2
 
 Clock = Callable[[], float]
 _MAX_TIME_DIGITS = 12  # up to year 33658; longer is "too large to be a time"
@@ -208,9 +208,15 @@ class Authenticator:
             if self.ticket_checker is not None and isinstance(signable, RequestSignable):
                 self.ticket_checker.check(signable, info)
             elif not self._signature_valid(signable, info):
+                # Only now, on failure, say whether it was even a signature.
+                why = (
+                    "is not standard base64"
+                    if decode_signature(info.signature) is None
+                    else ("does not match the message")
+                )
                 raise InauthenticError(
                     f"Signature verification failed for {label}: the {label} signature of "
-                    f"app {info.app_uuid!r} does not match the message"
+                    f"app {info.app_uuid!r} {why}"
                 )
         except UnableToAuthenticateError as exc:
             self.logger.error("MAuth: could not authenticate app %r: %s", info.app_uuid, exc)
