@@ -73,12 +73,38 @@ class LambdaAuthenticator:
         return outcome.ok, outcome.status, outcome.message
 
 
-class LambdaResult(NamedTuple):
-    authentic: bool
-    status_code: int
-    message: str
+class LambdaResult(tuple[bool, int, str]):
+    """``(authentic, status_code, message)``, as ``LambdaAuthenticator.is_authentic()``
+    returns, that also says who called: ``app_uuid`` and ``protocol_version`` (None
+    unless authentic)."""
+
     app_uuid: str | None
     protocol_version: int | None
+
+    def __new__(
+        cls,
+        authentic: bool,
+        status_code: int,
+        message: str,
+        app_uuid: str | None = None,
+        protocol_version: int | None = None,
+    ) -> LambdaResult:
+        result = super().__new__(cls, (authentic, status_code, message))
+        result.app_uuid = app_uuid
+        result.protocol_version = protocol_version
+        return result
+
+    @property
+    def authentic(self) -> bool:
+        return self[0]
+
+    @property
+    def status_code(self) -> int:
+        return self[1]
+
+    @property
+    def message(self) -> str:
+        return self[2]
 
 
 class EventRequest(NamedTuple):

@@ -64,6 +64,16 @@ def test_rest_api_v1_event_with_stage(
     )
 
 
+def test_event_result_unpacks_like_is_authentic(config: Config, caller: AppIdentity) -> None:
+    headers = sign(caller, "POST", "/prod/orders/caf%C3%A9?a=1&a=2&b=x%20y", b"x")
+    authentic, status, message = authenticate_event(
+        rest_v1_event(headers, b"x", False), config=config
+    )
+    assert (authentic, status, message) == (True, 200, "")
+    unsigned = authenticate_event(rest_v1_event({}, b"x", False), config=config)
+    assert unsigned[:2] == (False, 401) and unsigned.app_uuid is None
+
+
 def test_http_api_v2_event(config: Config, caller: AppIdentity) -> None:
     body = b"\x00\xffbinary"
     headers = sign(caller, "PUT", "/stage/items/%E2%82%AC?z=1&q=a%2Fb", body, "v2")
