@@ -9,7 +9,8 @@ suffix. So a streamed body is read once, in chunks, into two SHA-512 states; a
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
 from typing import IO, Any, Protocol, TypeAlias, runtime_checkable
 
 from .exceptions import BodyReadError
@@ -107,3 +108,53 @@ def is_rereadable(body: Body) -> bool:
         return bool(seekable()) if callable(seekable) else False
     except Exception:
         return False
+
+
+DEFAULT_SPOOL_THRESHOLD = 1024 * 1024  # bodies above this go to a temporary file
+
+
+def spool_body(
+    chunks: Iterable[bytes], threshold: int = DEFAULT_SPOOL_THRESHOLD
+) -> bytes | IO[bytes]:
+    """Collect a request body: bytes up to ``threshold``, past it a temporary file
+    (rewound), so a large upload does not grow memory. Read errors raise
+    :class:`BodyReadError`."""
+    buffer = bytearray()
+    spooled: IO[bytes] | None = None
+    try:
+        for chunk in chunks:
+            if spooled is not None:
+                spooled.write(chunk)
+                continue
+            buffer += chunk
+            if len(buffer) > threshold:
+                spooled = tempfile.TemporaryFile()  # noqa: SIM115 - handed to the caller
+                spooled.write(buffer)
+                buffer = bytearray()
+    except BodyReadError:
+        raise
+    except Exception as exc:
+        raise BodyReadError(f"reading the request body failed: {type(exc).__name__}") from exc
+    if spooled is None:
+        return bytes(buffer)
+    spooled.seek(0)
+    return spooled
+
+
+def read_exactly(
+    read: Callable[[int], Any], length: int | None, chunk: int = 65536
+) -> Iterable[bytes]:
+    """Chunks from a ``read(size)`` callable: ``length`` bytes, or until EOF when None."""
+    remaining = length
+    while remaining is None or remaining > 0:
+        size = chunk if remaining is None else min(chunk, remaining)
+        data = read(size)
+        if not data:
+            if remaining:
+                raise BodyReadError(
+                    f"the request body ended {remaining} bytes before its Content-Length"
+                )
+            return
+        if remaining is not None:
+            remaining -= len(data)
+        yield data

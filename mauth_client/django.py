@@ -25,7 +25,7 @@ from django.http import HttpRequest, HttpResponse
 from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
-from .wsgi_target import has_raw_target, quote_path, request_headers, request_target
+from .wsgi_target import has_raw_target, quote_path, request_target, signed_from_environ
 
 View = TypeVar("View", bound=Callable[..., Any])
 _guard: RequestGuard | None = None
@@ -75,7 +75,7 @@ def check(request: HttpRequest) -> Outcome:
         path = quote_path(request.path.encode("utf-8", "surrogateescape"))
         query = request.META.get("QUERY_STRING", "")
     outcome = guard().check(
-        request.method or "GET", path, query, request_headers(request.META), request.body
+        request.method or "GET", path, query, signed_from_environ(request.META), request.body
     )
     result = outcome.result if outcome.ok else None
     request.mauth_app_uuid = result.app_uuid if result else None

@@ -35,7 +35,7 @@ from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from .exceptions import MAuthError
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
-from .wsgi_target import request_headers, request_target
+from .wsgi_target import request_target, signed_from_environ
 
 logger = logging.getLogger("mauth_client")
 
@@ -119,7 +119,7 @@ class FlaskAuthenticator:
             request.method,
             path,
             query,
-            request_headers(request.environ),
+            signed_from_environ(request.environ),
             request.get_data(cache=True),
             app_uuids=app_uuids,
         )

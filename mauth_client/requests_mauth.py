@@ -2,34 +2,19 @@
 
     session.auth = MAuth(app_uuid, private_key_pem, "v1,v2")
 
-File bodies are hashed and rewound; generator bodies are spooled to a temporary
-file while being hashed (bounded memory) and sent from it.
+File bodies are hashed and rewound; generator bodies are collected (in memory up
+to 1 MiB, past that in a temporary file, so memory stays bounded), sent sized.
 """
 
 from __future__ import annotations
 
-import tempfile
 from typing import Any
 
 import requests
 
-from .body import in_memory, is_rereadable, iter_chunks
+from .body import in_memory, is_rereadable, iter_chunks, spool_body
 from .client import SigningClientAuth
 from .signable import RequestSignable
-
-SPOOL_IN_MEMORY = 1024 * 1024
-
-
-def spool(body: Any) -> Any:
-    """A body that can be read twice: in-memory and seekable bodies as they are,
-    anything else copied into a temporary file (in memory up to 1 MiB)."""
-    if is_rereadable(body):
-        return body
-    spooled = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY)  # noqa: SIM115
-    for chunk in iter_chunks(body):
-        spooled.write(chunk)
-    spooled.seek(0)
-    return spooled
 
 
 class MAuth(SigningClientAuth, requests.auth.AuthBase):
@@ -46,10 +31,13 @@ class MAuth(SigningClientAuth, requests.auth.AuthBase):
             # A generator: spooled, so now of known length. requests set
             # "Transfer-Encoding: chunked" for it but will add a Content-Length after
             # this hook; both at once would corrupt the request, so send it sized.
-            spooled = spool(request.body)
-            size = spooled.seek(0, 2)
-            spooled.seek(0)
-            request.body = spooled
+            spooled = spool_body(iter_chunks(request.body))
+            if isinstance(spooled, bytes):
+                size = len(spooled)
+            else:
+                size = spooled.seek(0, 2)
+                spooled.seek(0)
+            request.body = spooled  # type: ignore[assignment]  # requests sends files too
             request.headers.pop("Transfer-Encoding", None)
             request.headers["Content-Length"] = str(size)
         request.headers.update(self.make_headers(request))

@@ -58,10 +58,6 @@ class SignatureInfo(NamedTuple):
     time: str
     usable: bool
 
-    @property
-    def expected_token(self) -> str:
-        return MWSV2_TOKEN if self.version == 2 else MWS_TOKEN
-
 
 def _text(value: object) -> str:
     if type(value) is str:

@@ -57,14 +57,3 @@ def signed_from_environ(environ: Mapping[str, Any]) -> Signed:
         get("HTTP_MCC_AUTHENTICATION", ""),
         get("HTTP_MCC_TIME", ""),
     )
-
-
-def request_headers(environ: Mapping[str, Any]) -> dict[str, str]:
-    """The MAuth headers of a WSGI request, under their canonical names."""
-    names = {
-        "HTTP_X_MWS_AUTHENTICATION": "X-MWS-Authentication",
-        "HTTP_X_MWS_TIME": "X-MWS-Time",
-        "HTTP_MCC_AUTHENTICATION": "MCC-Authentication",
-        "HTTP_MCC_TIME": "MCC-Time",
-    }
-    return {name: environ[key] for key, name in names.items() if key in environ}

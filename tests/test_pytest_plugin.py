@@ -10,9 +10,8 @@ import requests
 from mauth_client.authenticator import Authenticator
 from mauth_client.config import Config
 from mauth_client.signable import RequestSignable
-from mauth_client.signed import Signed
 from mauth_client.testing import AppIdentity, LocalMAuthService
-from mauth_client.wsgi_target import request_headers, request_target
+from mauth_client.wsgi_target import request_target, signed_from_environ
 
 from .test_key_source import serve
 
@@ -33,9 +32,7 @@ def test_fixtures_sign_and_authenticate_over_http(
         signable = RequestSignable(
             method=environ["REQUEST_METHOD"], path=path, query_string=query, body=body
         )
-        ok, status, message = authenticator.is_authentic(
-            signable, Signed.from_headers(request_headers(environ))
-        )
+        ok, status, message = authenticator.is_authentic(signable, signed_from_environ(environ))
         start_response(f"{status} X", [("Content-Type", "application/json")])
         return [json.dumps({"ok": ok, "message": message}).encode()]
 

@@ -6,8 +6,9 @@ from collections.abc import Callable, Collection
 from typing import Any, Generic, TypeVar
 
 from ..authenticator import Authenticator
+from ..body import DEFAULT_SPOOL_THRESHOLD
 from ..config import Config
-from ..server import DEFAULT_SPOOL_THRESHOLD, RequestGuard, is_exempt
+from ..server import RequestGuard, is_exempt
 
 App = TypeVar("App")
 

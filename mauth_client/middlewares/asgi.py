@@ -16,9 +16,10 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
+from ..body import spool_body
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
-from ..server import JSON_CONTENT_TYPE, error_body, spool_body
+from ..server import JSON_CONTENT_TYPE, error_body
 from ._base import MiddlewareBase
 
 Scope = dict[str, Any]

@@ -14,9 +14,10 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from ..body import read_exactly, spool_body
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
-from ..server import JSON_CONTENT_TYPE, error_body, read_exactly, spool_body
+from ..server import JSON_CONTENT_TYPE, error_body
 from ..wsgi_target import request_target, signed_from_environ
 from ._base import MiddlewareBase
 

@@ -29,7 +29,7 @@ from ..exceptions import InauthenticError, KeyFormatError, MAuthError
 from ..keys import load_public_key, public_key_pem
 from ..signable import RequestSignable
 from ..signed import Signed
-from ..wsgi_target import request_headers, request_target
+from ..wsgi_target import request_target, signed_from_environ
 
 StartResponse = Callable[..., Any]
 _SAFE_FILE_UUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
@@ -256,9 +256,7 @@ class LocalMAuthService:
         if self.authenticate_callers:
             signable = RequestSignable(method=method, path=path, query_string=query, body=body)
             try:
-                self._authenticator.authenticate(
-                    signable, Signed.from_headers(request_headers(environ))
-                )
+                self._authenticator.authenticate(signable, signed_from_environ(environ))
             except MAuthError as exc:
                 return _json(401, {"errors": {"mauth": [str(exc)]}})
         if route.group("uuid") is not None:
