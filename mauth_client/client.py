@@ -10,8 +10,7 @@ from collections.abc import Iterable
 
 from .authenticator import Authenticator, AuthResult
 from .body import Body
-from .config import Config
-from .exceptions import ConfigurationError
+from .config import Config, require_settings
 from .keys import PrivateKeyData
 from .signable import ResponseSignable
 from .signed import HeadersLike, Signed
@@ -34,16 +33,9 @@ def build_signer(
         app_uuid = app_uuid or config.app_uuid
         private_key_data = private_key_data or config.private_key
         sign_versions = sign_versions or config.sign_versions
-    missing = [
-        name
-        for name, value in (
-            ("APP_UUID (or MAUTH_APP_UUID)", app_uuid),
-            ("MAUTH_PRIVATE_KEY (or PRIVATE_KEY, or MAUTH_PRIVATE_KEY_FILE)", private_key_data),
-        )
-        if not value
-    ]
-    if missing or app_uuid is None or private_key_data is None:
-        raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
+    require_settings({"app_uuid": app_uuid, "private_key": private_key_data})
+    assert app_uuid is not None  # narrowing for mypy: require_settings just raised if not
+    assert private_key_data is not None
     return Signer(app_uuid, private_key_data, sign_versions), config
 
 

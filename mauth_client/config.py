@@ -62,6 +62,21 @@ def redact_url(url: str | None) -> str:
     return re.sub(r"(?<=://)[^/?#@]*@", "***@", url)
 
 
+_HINTS = {
+    "app_uuid": "APP_UUID (or MAUTH_APP_UUID)",
+    "private_key": "MAUTH_PRIVATE_KEY (or PRIVATE_KEY, or MAUTH_PRIVATE_KEY_FILE)",
+    "mauth_url": "MAUTH_URL",
+}
+
+
+def require_settings(values: Mapping[str, object]) -> None:
+    """Raise a :class:`ConfigurationError` naming what to set for each empty value of
+    ``values`` (keyed by :class:`Config` field name)."""
+    missing = [_HINTS.get(name, name) for name, value in values.items() if not value]
+    if missing:
+        raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
+
+
 def _first(env: Mapping[str, str], *names: str) -> tuple[str | None, str | None]:
     """The first of ``names`` set to a non-blank value, and that value."""
     for name in names:
@@ -233,14 +248,7 @@ class Config(metaclass=_UpstreamNames):
 
     def require(self, *names: str) -> None:
         """Raise a :class:`ConfigurationError` naming the variable to set for each missing field."""
-        hints = {
-            "app_uuid": "APP_UUID (or MAUTH_APP_UUID)",
-            "private_key": "MAUTH_PRIVATE_KEY (or PRIVATE_KEY, or MAUTH_PRIVATE_KEY_FILE)",
-            "mauth_url": "MAUTH_URL",
-        }
-        missing = [hints.get(name, name) for name in names if not getattr(self, name)]
-        if missing:
-            raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
+        require_settings({name: getattr(self, name) for name in names})
         if "app_uuid" in names:
             check_app_uuid(self.app_uuid)
 

@@ -51,15 +51,12 @@ class KeyHolderSource:
     def __init__(self, inner: LocalKeySource | None) -> None:
         self.inner = inner
 
-    @property
-    def patched(self) -> bool:
-        return KeyHolder.__dict__.get("get_public_key") is not _ORIGINAL
-
     def get_public_key(self, app_uuid: str) -> PublicKeyData | rsa.RSAPublicKey:
-        if self.inner is not None and KeyHolder.__dict__.get("get_public_key") is _ORIGINAL:
-            return self.inner.get_public_key(app_uuid)
-        if not self.patched and self.inner is None:
+        patched = KeyHolder.__dict__.get("get_public_key") is not _ORIGINAL
+        if patched:
+            return load_public_key(KeyHolder.get_public_key(app_uuid))
+        if self.inner is None:
             raise UnableToAuthenticateError(
                 "public keys cannot be fetched: MAuth is not configured: set MAUTH_URL"
             )
-        return load_public_key(KeyHolder.get_public_key(app_uuid))
+        return self.inner.get_public_key(app_uuid)

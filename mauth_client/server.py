@@ -17,6 +17,7 @@ from typing import NamedTuple
 
 from .authenticator import Authenticator, AuthResult
 from .body import Body
+from .client import build_signer
 from .config import Config
 from .exceptions import (
     ConfigurationError,
@@ -94,8 +95,7 @@ class RequestGuard:
     def signer(self) -> Signer:
         if self._signer is None:
             config = self.config or Config.from_env()
-            config.require("app_uuid", "private_key")
-            self._signer = Signer(config.app_uuid or "", config.private_key or "", "v1,v2")
+            self._signer, _ = build_signer(config.app_uuid, config.private_key, "v1,v2", config)
         return self._signer
 
     def check(
