@@ -273,14 +273,8 @@ class Authenticator:
         found = self.key_source.get_public_key(info.app_uuid)
         # Key sources may answer with PEM; a key object needs no (ABC-checked) reload.
         key = load_public_key(found) if isinstance(found, (str, bytes)) else found
-        # The message as received: the hot path, without the _matches hop.
-        if info.version == 2:
-            if verify_v2(key, info.signature, signable.v2_string(info.app_uuid, info.time)):
-                return True
-        else:
-            digest = signable.v1_hexdigest(info.app_uuid, info.time)
-            if digest is not None and verify_v1(key, info.signature, digest):
-                return True
+        if self._matches(key, signable, info):  # the message as received
+            return True
         # Section 4.6: also accept the target as a server may have re-encoded it. The
         # variants are only built after the message as received failed to match.
         return any(self._matches(key, variant, info) for variant in signable.variants())

@@ -350,24 +350,10 @@ class RequestSignable(Signable):
         # V1 signs the path as sent, not normalised (section 2).
         return f"{self.method}\n{self.path}\n".encode(_ENCODING, _ERRORS)
 
-    def v1_hexdigest(self, app_uuid: str, time: object) -> bytes | None:
-        """As :meth:`Signable.v1_hexdigest`, with the in-memory case (the hot path) inline."""
-        data = self._hashes._data
-        if data is None:
-            return super().v1_hexdigest(app_uuid, time)
-        when = time if type(time) is str and time.isdigit() and time.isascii() else _time_text(time)
-        state = hashlib.sha512(f"{self.method}\n{self.path}\n".encode(_ENCODING, _ERRORS))
-        state.update(data)
-        state.update(f"\n{app_uuid}\n{when}".encode(_ENCODING, _ERRORS))
-        return state.hexdigest().encode("ascii")
-
-    def v2_string(self, app_uuid: str, time: object) -> bytes:
-        """The V2 string to sign as bytes (built in one method: the verification hot path)."""
-        when = time if type(time) is str and time.isdigit() and time.isascii() else _time_text(time)
+    def _v2_string(self, app_uuid: str, time: str) -> str:
         body_hex = self._hashes._hexdigest or self.body_hexdigest()
         path, query = normalize_path(self.path), encode_query(self.query_string)
-        text = f"{self.method}\n{path}\n{body_hex}\n{app_uuid}\n{when}\n{query}"
-        return text.encode(_ENCODING, _ERRORS)
+        return f"{self.method}\n{path}\n{body_hex}\n{app_uuid}\n{time}\n{query}"
 
     def _variant(self, path: str, query: str) -> RequestSignable:
         clone = RequestSignable.__new__(RequestSignable)
