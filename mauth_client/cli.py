@@ -73,11 +73,10 @@ def _config(args: argparse.Namespace, *, need_service: bool = False) -> Any:
 
 
 def _signer(args: argparse.Namespace) -> Any:
-    from .signer import Signer
+    from .client import build_signer
 
     config = _config(args)
-    config.require("app_uuid", "private_key")
-    return Signer(config.app_uuid, config.private_key, config.sign_versions)
+    return build_signer(config.app_uuid, config.private_key, config.sign_versions, config)[0]
 
 
 def _read_text(path: str, option: str) -> str:
@@ -179,7 +178,6 @@ def cmd_request(args: argparse.Namespace, out: TextIO) -> int:
     from .requests_mauth import MAuth
 
     config = _config(args, need_service=args.authenticate_response)
-    config.require("app_uuid", "private_key")
     auth = MAuth(
         config.app_uuid,
         config.private_key,
