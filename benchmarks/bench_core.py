@@ -43,20 +43,9 @@ PKCS1V15 = padding.PKCS1v15()
 SHA512 = hashes.SHA512()
 
 
-def best(fn: Callable[[], object], number: int, rounds: int = 7) -> float:
-    """Best per-call time in microseconds over ``rounds`` rounds of ``number`` calls."""
-    results = []
-    for _ in range(rounds):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        results.append((time.perf_counter() - start) / number)
-    return min(results) * 1e6
-
-
 def best_of(fns: dict[str, Callable[[], object]], number: int, rounds: int = 9) -> dict[str, float]:
-    """Like :func:`best` for several functions, their rounds interleaved, so that every
-    figure of a ratio saw the same machine conditions."""
+    """Best per-call time in microseconds of each function, their rounds interleaved, so
+    that every figure of a ratio saw the same machine conditions."""
     results: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
