@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,21 +16,10 @@ from mauth_client.testing import AppIdentity, LocalMAuthService
 REPO = Path(__file__).resolve().parents[1]
 
 
-def vectors_dir() -> Path:
-    """``shared/vectors`` beside the repository (CI clones it there), or $MAUTH_VECTORS_DIR."""
-    configured = os.environ.get("MAUTH_VECTORS_DIR")
-    candidates = [Path(configured)] if configured else []
-    candidates += [REPO.parent / "shared" / "vectors", REPO / "shared" / "vectors"]
-    for candidate in candidates:
-        if (candidate / "requests.json").is_file():
-            return candidate
-    raise RuntimeError(
-        "the MAuth test vectors were not found: expected ../shared/vectors beside the "
-        "repository, or set MAUTH_VECTORS_DIR"
-    )
+#: The protocol's test vectors, kept under version control with the tests (a copy of the
+#: project's shared vectors, README included), so a fresh clone needs nothing beside it.
+VECTORS = Path(__file__).resolve().parent / "vectors"
 
-
-VECTORS = vectors_dir()
 
 
 def load_vectors(name: str) -> dict[str, Any]:

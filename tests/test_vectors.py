@@ -1,4 +1,4 @@
-"""Every case of ../shared/vectors: strings to sign, signatures and headers, both ways."""
+"""Every case of tests/vectors: strings to sign, signatures and headers, both ways."""
 
 from __future__ import annotations
 
