@@ -19,6 +19,7 @@ from typing import NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from . import observability
 from .config import Config
 from .consts import ALLOWED_DRIFT_SECONDS, MWS_TOKEN, MWSV2_TOKEN
 from .exceptions import (
@@ -48,6 +49,13 @@ class AuthResult(NamedTuple):
 
 
 _new_result = tuple.__new__  # skips the NamedTuple's Python-level __new__ on the hot path
+
+
+def signed_version(signed: Signed) -> int | None:
+    """The version a failed attempt was judged by: V2 when present (section 4.5)."""
+    if signed.v2 is not None:
+        return 2
+    return 1 if signed.v1 is not None else None
 
 
 class TicketChecker(Protocol):
@@ -109,6 +117,7 @@ class Authenticator:
         time_window: int = ALLOWED_DRIFT_SECONDS,
         clock: Clock = _time.time,
         logger: logging.Logger | None = None,
+        failure_log_level: int = logging.WARNING,
     ) -> None:
         if key_source is None and ticket_checker is None:
             raise ValueError("an Authenticator needs a key_source or a ticket_checker")
@@ -119,6 +128,8 @@ class Authenticator:
         self.time_window = time_window
         self.clock = clock
         self.logger = logger or logging.getLogger("mauth_client")
+        #: The level of each "authentication failed" line (MAUTH_FAILURE_LOG_LEVEL).
+        self.failure_log_level = failure_log_level
 
     @classmethod
     def from_config(
@@ -150,6 +161,7 @@ class Authenticator:
             time_window=config.time_window,
             clock=clock,
             logger=logger,
+            failure_log_level=config.failure_level,
         )
 
     # --- outcomes ---------------------------------------------------------------------
@@ -160,13 +172,17 @@ class Authenticator:
         if v2 is None:
             v1 = signed.v1
             if v1 is None:
-                self.logger.warning("MAuth authentication failed: no signature present")
+                self.logger.log(
+                    self.failure_log_level, "MAuth authentication failed: no signature present"
+                )
                 raise MAuthNotPresent(
                     "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
                     "or MCC-Authentication header is blank."
                 )
             if self.v2_only:
-                self.logger.warning("MAuth authentication failed: V2 required, V1 sent")
+                self.logger.log(
+                    self.failure_log_level, "MAuth authentication failed: V2 required, V1 sent"
+                )
                 raise MissingV2Error(
                     "This service requires mAuth v2 mcc-authentication header but only v1 "
                     "x-mws-authentication is present"
@@ -179,21 +195,53 @@ class Authenticator:
             v1 = signed.v1
             if v1 is None or self.v2_only or self.disable_fallback_to_v1:
                 raise
-            self.logger.warning("MAuth V2 failed (%s); falling back to V1", exc)
+            self.logger.log(self.failure_log_level, "MAuth V2 failed (%s); falling back to V1", exc)
             try:
                 return self._authenticate_one(signable, v1)
             except InauthenticError as fallback:  # say why both failed, V1 first
                 raise type(fallback)(f"{fallback} (after V2 failed: {exc})") from None
 
     def is_authentic(self, signable: Signable, signed: Signed) -> tuple[bool, int, str]:
-        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``."""
+        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``.
+
+        Reports an ``authentication`` event (:mod:`~mauth_client.observability`): this
+        is the upstream-compatible entry point, which bypasses the adapters' guard.
+        """
+        span_tracer = observability.tracer()
+        if span_tracer is None and not observability.listeners:
+            return self._is_authentic(signable, signed)[0]
+        start = _time.perf_counter()
+        with observability.authentication_span(span_tracer) as span:
+            try:
+                verdict, result = self._is_authentic(signable, signed)
+            except Exception as exc:  # e.g. a misconfiguration: still one event
+                observability.finish_authentication(
+                    span, start, "error", signed.app_uuid, None, str(exc)
+                )
+                raise
+            outcome = {200: "authentic", 401: "inauthentic"}.get(verdict[1], "error")
+            observability.finish_authentication(
+                span,
+                start,
+                outcome,
+                result.app_uuid if result else signed.app_uuid,
+                observability.version_label(
+                    result.protocol_version if result else signed_version(signed)
+                ),
+                verdict[2],
+            )
+        return verdict
+
+    def _is_authentic(
+        self, signable: Signable, signed: Signed
+    ) -> tuple[tuple[bool, int, str], AuthResult | None]:
         try:
-            self.authenticate(signable, signed)
+            result = self.authenticate(signable, signed)
         except InauthenticError as exc:
-            return False, 401, str(exc)
+            return (False, 401, str(exc)), None
         except UnableToAuthenticateError as exc:
-            return False, 500, str(exc)
-        return True, 200, ""
+            return (False, 500, str(exc)), None
+        return (True, 200, ""), result
 
     # --- one version ------------------------------------------------------------------
 
@@ -222,10 +270,18 @@ class Authenticator:
             self.logger.error("MAuth: could not authenticate app %r: %s", info.app_uuid, exc)
             raise
         except InauthenticError as exc:
-            self.logger.warning("MAuth: app %r %s inauthentic: %s", info.app_uuid, label, exc)
+            self.logger.log(
+                self.failure_log_level,
+                "MAuth: app %r %s inauthentic: %s",
+                info.app_uuid,
+                label,
+                exc,
+            )
             raise
         except UnableToSignError as exc:  # a malformed message description: not authentic
-            self.logger.warning("MAuth: app %r %s unreadable: %s", info.app_uuid, label, exc)
+            self.logger.log(
+                self.failure_log_level, "MAuth: app %r %s unreadable: %s", info.app_uuid, label, exc
+            )
             raise InauthenticError(f"the message could not be read: {exc}") from None
         except ConfigurationError as exc:  # our side is misconfigured: not the caller's fault
             self.logger.error("MAuth: cannot authenticate: %s", exc)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -20,6 +21,7 @@ from typing import Any
 
 from .exceptions import ConfigurationError
 from .keys import looks_like_pem
+from .permissions import Permissions, PermissionsSpec, load_permissions
 from .signer import check_app_uuid, parse_sign_versions
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -40,6 +42,10 @@ ENV_NAMES = (
     "V2_ONLY_AUTHENTICATE",
     "MAUTH_V2_ONLY_AUTHENTICATE",
     "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
+    # authorization and observability (issue 13)
+    "MAUTH_PERMISSIONS_FILE",
+    "MAUTH_ERROR_DETAIL",
+    "MAUTH_FAILURE_LOG_LEVEL",
 )
 
 # Upstream attribute name -> field of a Config instance.
@@ -86,10 +92,10 @@ def _first(env: Mapping[str, str], *names: str) -> tuple[str | None, str | None]
     return None, None
 
 
-def _flag(env: Mapping[str, str], *names: str) -> bool:
+def _flag(env: Mapping[str, str], *names: str, default: bool = False) -> bool:
     name, value = _first(env, *names)
     if name is None or value is None:
-        return False
+        return default
     lowered = value.strip().lower()
     if lowered in _TRUE:
         return True
@@ -158,6 +164,15 @@ class Config(metaclass=_UpstreamNames):
     default_key_ttl: int = 300
     max_key_ttl: int = 86400
     negative_cache_ttl: int = 60
+    # --- authorization and observability (issue 13) ---
+    #: ``{app_uuid: [permission, ...]}``, the path of a JSON or TOML file holding it,
+    #: or a callable ``app_uuid -> iterable of permissions`` (MAUTH_PERMISSIONS_FILE).
+    permissions: PermissionsSpec | None = field(default=None, compare=False)
+    #: False: every 401 body says only "authentication failed" and every 403 only
+    #: "forbidden"; the log keeps the reason (MAUTH_ERROR_DETAIL).
+    error_detail: bool = True
+    #: The level of the per-failure log line, a name or a number (MAUTH_FAILURE_LOG_LEVEL).
+    failure_log_level: int | str = logging.WARNING
 
     def __post_init__(self) -> None:
         if self.mauth_mode not in ("local", "remote"):
@@ -188,6 +203,27 @@ class Config(metaclass=_UpstreamNames):
                 f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
                 f"not {redact_url(self.mauth_url)!r}"
             )
+        self._check_authz_settings()
+
+    def _check_authz_settings(self) -> None:
+        """Load the permissions now (a bad file fails at start-up) and check the level."""
+        object.__setattr__(self, "_permissions", load_permissions(self.permissions))
+        if not isinstance(self.error_detail, bool):
+            raise ConfigurationError(
+                f"error_detail must be true or false, not {self.error_detail!r}"
+            )
+        failure_level_number(self.failure_log_level)
+
+    @property
+    def permission_grants(self) -> Permissions | None:
+        """The loaded ``permissions`` (None when not configured)."""
+        loaded: Permissions | None = self.__dict__.get("_permissions")
+        return loaded
+
+    @property
+    def failure_level(self) -> int:
+        """``failure_log_level`` as a :mod:`logging` level number."""
+        return failure_level_number(self.failure_log_level)
 
     def __repr__(self) -> str:
         """Every setting but the private key, with credentials cut from the URL."""
@@ -196,6 +232,8 @@ class Config(metaclass=_UpstreamNames):
             if item.name == "private_key":
                 continue
             value = getattr(self, item.name)
+            if item.name == "permissions" and value is not None:
+                value = self.permission_grants  # a summary, not every app's grants
             shown.append(
                 f"{item.name}={redact_url(value) if item.name == 'mauth_url' else value!r}"
             )
@@ -237,6 +275,7 @@ class Config(metaclass=_UpstreamNames):
             values["app_uuid"] = values["app_uuid"].strip()
         if values["mauth_url"] is not None:
             values["mauth_url"] = values["mauth_url"].strip()
+        values.update(authz_settings_from_env(env))
         if "private_key" not in overrides:
             values["private_key"] = _private_key_from_env(env, resolve_private_key)
         values.update(overrides)
@@ -255,6 +294,40 @@ class Config(metaclass=_UpstreamNames):
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+# --- authorization and observability settings (issue 13) ---------------------------------
+
+
+def failure_level_number(level: object) -> int:
+    """A :mod:`logging` level from a name ("INFO", "debug") or a number."""
+    if isinstance(level, int) and not isinstance(level, bool) and level >= 0:
+        return level
+    if isinstance(level, str):
+        text = level.strip()
+        if text.isdigit():
+            return int(text)
+        number = logging.getLevelName(text.upper())
+        if isinstance(number, int):
+            return number
+    raise ConfigurationError(
+        f"MAUTH_FAILURE_LOG_LEVEL must be a logging level such as WARNING, INFO or DEBUG, "
+        f"not {level!r}"
+    )
+
+
+def authz_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """The issue-13 fields of a :class:`Config` set in ``env`` (absent ones left out)."""
+    values: dict[str, Any] = {}
+    _, file_name = _first(env, "MAUTH_PERMISSIONS_FILE")
+    if file_name is not None:
+        values["permissions"] = file_name.strip()
+    if _first(env, "MAUTH_ERROR_DETAIL")[0] is not None:
+        values["error_detail"] = _flag(env, "MAUTH_ERROR_DETAIL", default=True)
+    _, level = _first(env, "MAUTH_FAILURE_LOG_LEVEL")
+    if level is not None:
+        values["failure_log_level"] = level.strip()
+    return values
 
 
 def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:

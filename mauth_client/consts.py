@@ -29,6 +29,8 @@ MWSV2_AUTH_PATTERN: Final = re.compile(r"\A(MWSV2) ([^:]+):([^:]+);\Z")
 ENV_APP_UUID: Final = "mauth.app_uuid"
 ENV_AUTHENTIC: Final = "mauth.authentic"
 ENV_PROTOCOL_VERSION: Final = "mauth.protocol_version"
+#: The caller's granted permissions, a frozenset (issue 13: authorization).
+ENV_PERMISSIONS: Final = "mauth.permissions"
 
 # Messages may be signed at most this many seconds before or after "now" (section 4).
 ALLOWED_DRIFT_SECONDS: Final = 300

@@ -24,6 +24,7 @@ import requests
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from . import observability
 from .config import Config, redact_url
 from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
 from .keys import PublicKeyData, load_public_key
@@ -187,6 +188,7 @@ class LocalKeySource:
             raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
         return result.key
 
+    @observability.observed_key_fetch  # a key_fetch event and span (issue 13)
     def _fetch(self, app_uuid: str) -> _Entry | None:
         # Percent-encode everything: "../" in a header must not reach another path (section 5).
         path = f"/security_tokens/{quote(app_uuid, safe='')}.json"

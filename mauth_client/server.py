@@ -11,19 +11,33 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
-from collections.abc import Collection
+import time
+from collections.abc import Collection, Iterable
 from typing import NamedTuple
 
-from .authenticator import Authenticator, AuthResult
+from . import observability
+from .authenticator import Authenticator, AuthResult, signed_version
 from .body import Body
 from .client import build_signer
-from .config import Config
+from .config import Config, authz_settings_from_env
 from .exceptions import (
     ConfigurationError,
     InauthenticError,
     MAuthError,
     UnableToAuthenticateError,
+)
+from .permissions import (
+    NO_PERMISSIONS,
+    PermissionLookupError,
+    Permissions,
+    PermissionsSpec,
+    Rule,
+    RuleLike,
+    Rules,
+    compile_rules,
+    load_permissions,
 )
 from .signable import RequestSignable, ResponseSignable
 from .signed import HeadersLike, Signed
@@ -35,11 +49,16 @@ JSON_CONTENT_TYPE = "application/json"
 
 
 class Outcome(NamedTuple):
-    """The result of checking a request: ``status`` 200 lets it through."""
+    """The result of checking a request: ``status`` 200 lets it through.
+
+    ``permissions``: what the caller was granted (empty when no permissions are
+    configured, or when the request was turned away before they were looked up).
+    """
 
     status: int
     message: str
     result: AuthResult | None
+    permissions: frozenset[str] = NO_PERMISSIONS
 
     @property
     def ok(self) -> bool:
@@ -47,6 +66,10 @@ class Outcome(NamedTuple):
 
 
 _new_outcome = tuple.__new__
+
+#: The only body text of a 401 and of a 403 when error detail is off (MAUTH_ERROR_DETAIL).
+GENERIC_MESSAGES = {401: "authentication failed", 403: "forbidden"}
+_EVENT_OUTCOMES = {200: "authentic", 401: "inauthentic", 403: "forbidden"}
 
 
 def error_body(message: str) -> bytes:
@@ -62,10 +85,15 @@ def is_exempt(path: str, exempt: Collection[str]) -> bool:
 
 
 class RequestGuard:
-    """The shared core of the server adapters: authenticate, allow-list, sign responses.
+    """The shared core of the server adapters: authenticate, allow-list, authorize,
+    sign responses.
 
     ``app_uuids``: when given, an authentic caller not in it gets a 403.
     ``signer``: this app's own signer, needed only to sign responses.
+    ``permissions``: what each app may do (default: ``config.permissions``, or
+    ``MAUTH_PERMISSIONS_FILE``); ``rules``: ``(method, path pattern, permission)``
+    triples, checked here, so a bad one fails where it is given. An authentic caller
+    lacking a required permission gets a 403 naming it.
     """
 
     def __init__(
@@ -75,12 +103,23 @@ class RequestGuard:
         config: Config | None = None,
         app_uuids: Collection[str] | None = None,
         signer: Signer | None = None,
+        permissions: PermissionsSpec | Permissions | None = None,
+        rules: Iterable[RuleLike | Rule] | Rules | None = None,
     ) -> None:
         self.config = config
         self._authenticator = authenticator
         self._lock = threading.Lock()  # concurrent first requests build one authenticator
         self.app_uuids = frozenset(app_uuids) if app_uuids is not None else None
         self._signer = signer
+        # Authorization and observability settings, read now: a bad permissions file or
+        # rule fails at start-up, not on the first request.
+        settings = config if config is not None else Config(**authz_settings_from_env(os.environ))
+        self.rules = compile_rules(rules)
+        self.permissions = (
+            load_permissions(permissions) if permissions is not None else settings.permission_grants
+        )
+        self.error_detail = settings.error_detail
+        self.failure_log_level = settings.failure_level
 
     @property
     def authenticator(self) -> Authenticator:
@@ -107,9 +146,35 @@ class RequestGuard:
         body: Body,
         *,
         app_uuids: Collection[str] | None = None,
+        required: frozenset[str] = NO_PERMISSIONS,
     ) -> Outcome:
-        """Authenticate a request given as plain values (``headers`` may be already
-        parsed); never raises for bad input."""
+        """Authenticate, then authorize, a request given as plain values (``headers``
+        may be already parsed); never raises for bad input.
+
+        ``required``: permissions this route needs beyond those of ``rules`` (a
+        decorator's ``permissions=``).
+        """
+        span_tracer = observability.tracer()
+        if span_tracer is None and not observability.listeners:
+            outcome = self._check(method, path, query, headers, body, app_uuids, required)
+        else:
+            outcome = self._observed_check(
+                span_tracer, method, path, query, headers, body, app_uuids, required
+            )
+        if outcome[0] == 200 or self.error_detail:
+            return outcome
+        return self._without_detail(outcome)
+
+    def _check(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeadersLike | Signed,
+        body: Body,
+        app_uuids: Collection[str] | None,
+        required: frozenset[str],
+    ) -> Outcome:
         allowed = self.app_uuids if app_uuids is None else app_uuids
         try:
             signable = RequestSignable(method=method, path=path, query_string=query, body=body)
@@ -123,13 +188,113 @@ class RequestGuard:
             logger.error("MAuth is misconfigured: %s", exc)
             return Outcome(500, f"MAuth is misconfigured: {exc}", None)
         except MAuthError as exc:  # a request we could not even describe: not authentic
+            logger.log(self.failure_log_level, "MAuth: the request could not be read: %s", exc)
             return Outcome(401, f"the request could not be read: {exc}", None)
         if allowed is not None and result.app_uuid not in allowed:
-            logger.warning("MAuth: app %r is authentic but not allowed here", result.app_uuid)
+            logger.log(
+                self.failure_log_level,
+                "MAuth: app %r is authentic but not allowed here",
+                result.app_uuid,
+            )
             return Outcome(
                 403, f"app {result.app_uuid} is not allowed to call this endpoint", result
             )
-        return _new_outcome(Outcome, (200, "", result))  # the hot path: no NamedTuple frame
+        return self._authorize(result, method, path, required)
+
+    # --- authorization (issue 13): a separate step after authentication -----------------
+
+    def _authorize(
+        self, result: AuthResult, method: str, path: str, required: frozenset[str]
+    ) -> Outcome:
+        """403 naming what an authentic caller lacks of the permissions this request
+        needs (``required`` plus the matching ``rules``); 500 if looking them up fails."""
+        needed = (self.rules.required(method, path) | required) if self.rules else required
+        grants = self.permissions
+        if grants is None:
+            if not needed:  # the hot path without authorization: nothing to look up
+                return _new_outcome(Outcome, (200, "", result, NO_PERMISSIONS))
+            logger.error(
+                "MAuth: this route requires permissions but none are configured; set "
+                "MAUTH_PERMISSIONS_FILE or Config(permissions=...)"
+            )
+            granted = NO_PERMISSIONS
+        else:
+            try:
+                granted = grants.granted(result.app_uuid)
+            except PermissionLookupError as exc:
+                logger.error(
+                    "MAuth: looking up the permissions of app %r failed: %s",
+                    result.app_uuid,
+                    exc,
+                    exc_info=exc.__cause__,
+                )
+                return Outcome(500, "the caller's permissions could not be looked up", result)
+        missing = needed - granted
+        if missing:
+            names = ", ".join(repr(name) for name in sorted(missing))
+            plural = "s" if len(missing) > 1 else ""
+            message = f"app {result.app_uuid} lacks the permission{plural} {names}"
+            logger.log(self.failure_log_level, "MAuth: %s (%s %s)", message, method, path)
+            return Outcome(403, message, result, granted)
+        return _new_outcome(Outcome, (200, "", result, granted))
+
+    # --- error detail and observability (issue 13) -------------------------------------
+
+    def reject(self, status: int, message: str) -> Outcome:
+        """An adapter's own refusal (e.g. an unreadable body) as an :class:`Outcome`:
+        logged, reported as an event, and without detail when error detail is off."""
+        logger.log(self.failure_log_level, "MAuth: request refused (%d): %s", status, message)
+        span_tracer = observability.tracer()
+        if span_tracer is not None or observability.listeners:
+            with observability.authentication_span(span_tracer) as span:
+                observability.finish_authentication(
+                    span,
+                    time.perf_counter(),
+                    _EVENT_OUTCOMES.get(status, "error"),
+                    None,
+                    None,
+                    message,
+                )
+        outcome = Outcome(status, message, None)
+        return outcome if self.error_detail else self._without_detail(outcome)
+
+    @staticmethod
+    def _without_detail(outcome: Outcome) -> Outcome:
+        generic = GENERIC_MESSAGES.get(outcome.status)
+        return outcome if generic is None else outcome._replace(message=generic)
+
+    def _observed_check(
+        self,
+        span_tracer: object | None,
+        method: str,
+        path: str,
+        query: str,
+        headers: HeadersLike | Signed,
+        body: Body,
+        app_uuids: Collection[str] | None,
+        required: frozenset[str],
+    ) -> Outcome:
+        """:meth:`_check` inside a ``mauth.authenticate`` span, reported as an event."""
+        start = time.perf_counter()
+        with observability.authentication_span(span_tracer) as span:
+            outcome = self._check(method, path, query, headers, body, app_uuids, required)
+            result = outcome.result
+            app_uuid: str | None
+            version: int | None
+            if result is not None:
+                app_uuid, version = result.app_uuid, result.protocol_version
+            else:  # what the request claims
+                signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
+                app_uuid, version = signed.app_uuid, signed_version(signed)
+            observability.finish_authentication(
+                span,
+                start,
+                _EVENT_OUTCOMES.get(outcome.status, "error"),
+                app_uuid,
+                observability.version_label(version),
+                outcome.message,
+            )
+        return outcome
 
     def response_headers(
         self, status: int, body: Body, protocol_version: int | None

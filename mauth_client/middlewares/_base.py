@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, Generic, TypeVar
 
 from ..authenticator import Authenticator
 from ..body import DEFAULT_SPOOL_THRESHOLD
 from ..config import Config
+from ..permissions import Permissions, PermissionsSpec, Rule, RuleLike, Rules
 from ..server import RequestGuard, is_exempt
 
 App = TypeVar("App")
@@ -18,7 +19,10 @@ class MiddlewareBase(Generic[App]):
     as health checks. ``should_authenticate(request)``: return False to let a request
     through (the WSGI environ or the ASGI scope). ``app_uuids``: an allow-list (403 for
     others). The authenticator is built from ``config`` or the environment unless
-    given. Bodies above ``spool_threshold`` bytes go to a temporary file."""
+    given. Bodies above ``spool_threshold`` bytes go to a temporary file.
+    ``rules``: ``[("POST", "/studies/*", "studies:write"), ("*", "/admin/*", "admin")]``,
+    the permissions (from ``permissions``, else the config's) each route needs; a
+    caller lacking one gets a 403. Its permissions reach the app as ``mauth.permissions``."""
 
     def __init__(
         self,
@@ -30,11 +34,19 @@ class MiddlewareBase(Generic[App]):
         config: Config | None = None,
         app_uuids: Collection[str] | None = None,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        rules: Iterable[RuleLike | Rule] | Rules | None = None,
+        permissions: PermissionsSpec | Permissions | None = None,
     ) -> None:
         self.app = app
         self.exempt = frozenset(exempt or ())
         self.should_authenticate = should_authenticate
-        self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
+        self.guard = RequestGuard(
+            authenticator,
+            config=config,
+            app_uuids=app_uuids,
+            rules=rules,
+            permissions=permissions,
+        )
         self.spool_threshold = spool_threshold
 
     def passes_through(self, path: str, decoded_path: str, request: Any) -> bool:

@@ -6,8 +6,8 @@ The body is read, authenticated, and replayed to the app; events after it (a
 client's disconnect from a long-lived or server-sent-event response) still reach
 the app. ``lifespan`` and ``websocket`` scopes pass through untouched. The caller's
 app UUID is in ``scope["mauth.app_uuid"]`` (and ``mauth.authentic``,
-``mauth.protocol_version``). The MAuth check runs in a worker thread, so a slow
-MAuth service never blocks the event loop.
+``mauth.protocol_version``, ``mauth.permissions``). The MAuth check runs in a worker
+thread, so a slow MAuth service never blocks the event loop.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
 from ..body import spool_body
-from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
 from ..server import JSON_CONTENT_TYPE, error_body
 from ._base import MiddlewareBase
@@ -60,7 +60,7 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         except _ClientGone:
             return  # nobody to answer
         except BodyReadError as exc:
-            await self._error(send, 401, str(exc), method)
+            await self._error(send, 401, self.guard.reject(401, str(exc)).message, method)
             return
         headers = [(k, v) for k, v in scope.get("headers", [])]
         loop = asyncio.get_running_loop()
@@ -75,6 +75,7 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         scope[ENV_APP_UUID] = outcome.result.app_uuid
         scope[ENV_AUTHENTIC] = True
         scope[ENV_PROTOCOL_VERSION] = outcome.result.protocol_version
+        scope[ENV_PERMISSIONS] = outcome.permissions
         await self.app(scope, self._replay(body, receive), send)
 
     async def _read_body(self, receive: Receive) -> bytes | IO[bytes]:

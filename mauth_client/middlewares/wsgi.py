@@ -4,8 +4,9 @@
 
 Rejected requests get a JSON error (401, 403 or 500; no body for HEAD). Authentic
 ones reach the app with ``mauth.app_uuid``, ``mauth.authentic`` and
-``mauth.protocol_version`` in the environ, and a ``wsgi.input`` that still holds
-the whole body. Bodies above ``spool_threshold`` bytes go to a temporary file.
+``mauth.protocol_version`` (and ``mauth.permissions``) in the environ, and a
+``wsgi.input`` that still holds the whole body. Bodies above ``spool_threshold``
+bytes go to a temporary file.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from ..body import read_exactly, spool_body
-from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
 from ..server import JSON_CONTENT_TYPE, error_body
 from ..wsgi_target import request_target, signed_from_environ
@@ -85,7 +86,8 @@ class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
         try:
             body = read_wsgi_body(environ, self.spool_threshold)
         except BodyReadError as exc:
-            return error_response(start_response, 401, str(exc), method)
+            refused = self.guard.reject(401, str(exc))
+            return error_response(start_response, 401, refused.message, method)
         outcome = self.guard.check(method, path, query, signed_from_environ(environ), body)
         if not outcome.ok:
             return error_response(start_response, outcome.status, outcome.message, method)
@@ -100,4 +102,5 @@ class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
         environ[ENV_APP_UUID] = outcome.result.app_uuid
         environ[ENV_AUTHENTIC] = True
         environ[ENV_PROTOCOL_VERSION] = outcome.result.protocol_version
+        environ[ENV_PERMISSIONS] = outcome.permissions
         return self.app(environ, start_response)
