@@ -2,12 +2,15 @@
 
     MIDDLEWARE = [..., "mauth_client.django.MAuthMiddleware"]   # every request
     @mauth_required                                            # or per view
+    @mauth_required(permissions={"studies:write"})             # 403 for callers without it
     @mauth_optional                  # sets request.mauth_app_uuid when authentically signed
 
 Settings come from ``settings.MAUTH`` (a dict with the environment names of the
 README, e.g. ``{"MAUTH_URL": ..., "APP_UUID": ...}``, plus ``APP_UUIDS`` for an
-allow-list and ``EXEMPT`` for paths the middleware lets through), falling back to
-the environment. ``request.mauth_app_uuid`` is the caller's app UUID (or None).
+allow-list, ``EXEMPT`` for paths the middleware lets through, ``PERMISSIONS`` (a
+mapping, file path or callable) and ``RULES``, ``[(method, path pattern,
+permission), ...]``), falling back to the environment. ``request.mauth_app_uuid`` is
+the caller's app UUID (or None), ``request.mauth_permissions`` its permissions.
 """
 
 from __future__ import annotations
@@ -15,15 +18,16 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from collections.abc import Callable
-from typing import Any, TypeVar
+from collections.abc import Callable, Collection
+from typing import Any, TypeVar, overload
 
 from django.conf import settings
 from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse
 
 from .config import ENV_NAMES, Config
-from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
+from .permissions import NO_PERMISSIONS, compile_rules, required_permissions
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import has_raw_target, quote_path, request_target, signed_from_environ
 
@@ -60,14 +64,18 @@ def guard() -> RequestGuard:
                 )
                 app_uuids = options.get("APP_UUIDS")
                 _guard = RequestGuard(
-                    config=Config.from_env(env), app_uuids=set(app_uuids) if app_uuids else None
+                    config=Config.from_env(env),
+                    app_uuids=set(app_uuids) if app_uuids else None,
+                    rules=options.get("RULES"),
+                    permissions=options.get("PERMISSIONS"),
                 )
             current = _guard
     return current
 
 
-def check(request: HttpRequest) -> Outcome:
-    """Authenticate a Django request; on success record the caller on the request."""
+def check(request: HttpRequest, required: frozenset[str] = NO_PERMISSIONS) -> Outcome:
+    """Authenticate a Django request (and check its permissions: ``RULES`` and
+    ``required``); on success record the caller on the request."""
     if has_raw_target(request.META):
         path, query = request_target(request.META)
     else:
@@ -75,11 +83,18 @@ def check(request: HttpRequest) -> Outcome:
         path = quote_path(request.path.encode("utf-8", "surrogateescape"))
         query = request.META.get("QUERY_STRING", "")
     outcome = guard().check(
-        request.method or "GET", path, query, signed_from_environ(request.META), request.body
+        request.method or "GET",
+        path,
+        query,
+        signed_from_environ(request.META),
+        request.body,
+        required=required,
     )
     result = outcome.result if outcome.ok else None
     request.mauth_app_uuid = result.app_uuid if result else None
+    request.mauth_permissions = outcome.permissions if result else NO_PERMISSIONS
     if result is not None:
+        request.META[ENV_PERMISSIONS] = outcome.permissions
         request.META[ENV_APP_UUID] = result.app_uuid
         request.META[ENV_AUTHENTIC] = True
         request.META[ENV_PROTOCOL_VERSION] = result.protocol_version
@@ -97,6 +112,7 @@ class MAuthMiddleware:
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        compile_rules(_settings().get("RULES"))  # a bad rule fails at start-up
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         exempt = _settings().get("EXEMPT") or ()
@@ -108,17 +124,33 @@ class MAuthMiddleware:
         return self.get_response(request)
 
 
-def mauth_required(view: View) -> View:
-    """Answer 401 (or 403/500) unless the request carries an authentic MAuth signature."""
+@overload
+def mauth_required(view: View) -> View: ...
+@overload
+def mauth_required(
+    view: None = None, *, permissions: Collection[str] | None = None
+) -> Callable[[View], View]: ...
 
-    @functools.wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
-        outcome = check(request)
-        if not outcome.ok:
-            return error_response(outcome)
-        return view(request, *args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+def mauth_required(
+    view: View | None = None, *, permissions: Collection[str] | None = None
+) -> View | Callable[[View], View]:
+    """Answer 401 (or 403/500) unless the request carries an authentic MAuth signature;
+    bare or ``@mauth_required(permissions={...})``, every permission listed required
+    (checked when decorating)."""
+    required = required_permissions(permissions, "mauth_required(permissions=...)")
+
+    def decorate(function: View) -> View:
+        @functools.wraps(function)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> Any:
+            outcome = check(request, required)
+            if not outcome.ok:
+                return error_response(outcome)
+            return function(request, *args, **kwargs)
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate(view) if view is not None else decorate
 
 
 def mauth_optional(view: View) -> View:

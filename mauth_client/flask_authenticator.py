@@ -6,6 +6,10 @@
     @requires_authentication                  # or @requires_authentication(app_uuids={...})
     def orders(): ...
 
+    @app.post("/studies")
+    @requires_authentication(permissions={"studies:write"})   # 403 for callers without it
+    def create_study(): ...
+
 Only decorated views are authenticated, so a health check such as ``/app_status``
 stays open by simply not decorating it. ``FlaskAuthenticator(app,
 authenticate_all=True, exempt={"/app_status"})`` authenticates every route instead,
@@ -13,10 +17,12 @@ except the exempt ones.
 
 Settings come from ``app.config`` (``MAUTH_APP_UUID``, ``MAUTH_PRIVATE_KEY``,
 ``MAUTH_URL``, ``MAUTH_MODE``, ... the environment names of the README, plus
-``MAUTH_APP_UUIDS`` for an allow-list and ``MAUTH_SIGN_RESPONSES``), falling back to
-the environment. The caller's app UUID is in ``flask.g.mauth_app_uuid`` and in
-``request.environ["mauth.app_uuid"]``. The request body is read with
-``request.get_data(cache=True)``, so the view can still read it.
+``MAUTH_APP_UUIDS`` for an allow-list, ``MAUTH_SIGN_RESPONSES``, ``MAUTH_PERMISSIONS``
+(a mapping, file path or callable) and ``MAUTH_RULES``), falling back to the
+environment. The caller's app UUID is in ``flask.g.mauth_app_uuid`` and in
+``request.environ["mauth.app_uuid"]``; its permissions in ``flask.g.mauth_permissions``.
+The request body is read with ``request.get_data(cache=True)``, so the view can
+still read it.
 """
 
 from __future__ import annotations
@@ -25,15 +31,24 @@ import functools
 import logging
 import os
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar, overload
 
 from flask import Flask, Response, current_app, g, request
 
 from .authenticator import Authenticator
 from .config import ENV_NAMES, Config
-from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
 from .exceptions import MAuthError
+from .permissions import (
+    NO_PERMISSIONS,
+    Permissions,
+    PermissionsSpec,
+    Rule,
+    RuleLike,
+    Rules,
+    required_permissions,
+)
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import request_target, signed_from_environ
 
@@ -66,8 +81,12 @@ class FlaskAuthenticator:
         sign_responses: bool | None = None,
         authenticate_all: bool = False,
         exempt: Collection[str] = (),
+        rules: Iterable[RuleLike | Rule] | Rules | None = None,
+        permissions: PermissionsSpec | Permissions | None = None,
     ) -> None:
         self._config = config
+        self._rules = rules
+        self._permissions = permissions
         self._authenticator = authenticator
         self._app_uuids = app_uuids
         self._sign_responses = sign_responses
@@ -91,7 +110,17 @@ class FlaskAuthenticator:
         app_uuids = self._app_uuids
         if app_uuids is None and app.config.get("MAUTH_APP_UUIDS") is not None:
             app_uuids = set(app.config["MAUTH_APP_UUIDS"])
-        self.guard = RequestGuard(self._authenticator, config=config, app_uuids=app_uuids)
+        rules = self._rules if self._rules is not None else app.config.get("MAUTH_RULES")
+        permissions = self._permissions
+        if permissions is None:
+            permissions = app.config.get("MAUTH_PERMISSIONS")
+        self.guard = RequestGuard(
+            self._authenticator,
+            config=config,
+            app_uuids=app_uuids,
+            rules=rules,
+            permissions=permissions,
+        )
         sign = self._sign_responses
         self.sign_responses = bool(
             app.config.get("MAUTH_SIGN_RESPONSES", False) if sign is None else sign
@@ -104,15 +133,19 @@ class FlaskAuthenticator:
         path, _ = request_target(request.environ)
         if is_exempt(path, self.exempt) or is_exempt(request.path, self.exempt):
             return None
-        return authenticate_current_request(self, None, self.sign_responses)
+        return authenticate_current_request(self, None, self.sign_responses, NO_PERMISSIONS)
 
     def _sign_every_response(self, response: Response) -> Response:
         if g.get("mauth_sign_response") and not g.get("mauth_response_signed"):
             return sign_flask_response(self, response)
         return response
 
-    def check(self, app_uuids: Collection[str] | None = None) -> Outcome:
-        """Authenticate the current Flask request."""
+    def check(
+        self,
+        app_uuids: Collection[str] | None = None,
+        required: frozenset[str] = NO_PERMISSIONS,
+    ) -> Outcome:
+        """Authenticate the current Flask request (and check its permissions)."""
         assert self.guard is not None
         path, query = request_target(request.environ)
         return self.guard.check(
@@ -122,6 +155,7 @@ class FlaskAuthenticator:
             signed_from_environ(request.environ),
             request.get_data(cache=True),
             app_uuids=app_uuids,
+            required=required,
         )
 
 
@@ -143,17 +177,22 @@ def _extension() -> FlaskAuthenticator:
 
 
 def authenticate_current_request(
-    extension: FlaskAuthenticator, app_uuids: Collection[str] | None, sign_response: bool
+    extension: FlaskAuthenticator,
+    app_uuids: Collection[str] | None,
+    sign_response: bool,
+    required: frozenset[str] = NO_PERMISSIONS,
 ) -> Response | None:
     """None when the request may go on; otherwise the JSON error response to send."""
     g.mauth_sign_response = sign_response
-    outcome = extension.check(app_uuids)
+    outcome = extension.check(app_uuids, required)
     if outcome.result is not None:
         g.mauth_protocol_version = outcome.result.protocol_version
     if not outcome.ok:
         return Response(error_body(outcome.message), outcome.status, mimetype=JSON_CONTENT_TYPE)
     assert outcome.result is not None
     g.mauth_app_uuid = outcome.result.app_uuid
+    g.mauth_permissions = outcome.permissions
+    request.environ[ENV_PERMISSIONS] = outcome.permissions
     request.environ[ENV_APP_UUID] = outcome.result.app_uuid
     request.environ[ENV_AUTHENTIC] = True
     request.environ[ENV_PROTOCOL_VERSION] = outcome.result.protocol_version
@@ -186,6 +225,7 @@ def requires_authentication(
     *,
     app_uuids: Collection[str] | None = None,
     sign_response: bool | None = None,
+    permissions: Collection[str] | None = None,
 ) -> Callable[[F], F]: ...
 
 
@@ -194,19 +234,22 @@ def requires_authentication(
     *,
     app_uuids: Collection[str] | None = None,
     sign_response: bool | None = None,
+    permissions: Collection[str] | None = None,
 ) -> F | Callable[[F], F]:
     """Require an authentic MAuth signature for a view; bare or with options.
 
     ``app_uuids``: only these callers (others get 403). ``sign_response``: sign the
-    response (default: the extension's ``sign_responses``).
+    response (default: the extension's ``sign_responses``). ``permissions``: every
+    one listed is required (403 naming the missing one); checked when decorating.
     """
+    required = required_permissions(permissions, "requires_authentication(permissions=...)")
 
     def decorate(function: F) -> F:
         @functools.wraps(function)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             extension = _extension()
             sign = extension.sign_responses if sign_response is None else sign_response
-            failure = authenticate_current_request(extension, app_uuids, sign)
+            failure = authenticate_current_request(extension, app_uuids, sign, required)
             if failure is not None:
                 response = failure
             else:

@@ -67,7 +67,7 @@ class Permissions:
             raise PermissionLookupError(
                 f"the permissions callable raised {type(exc).__name__}: {exc}"
             ) from exc
-        if isinstance(answer, (str, bytes)) or not isinstance(answer, Iterable):
+        if isinstance(answer, (str, bytes, Mapping)) or not isinstance(answer, Iterable):
             kind = "a coroutine (it must be synchronous)" if _is_awaitable(answer) else None
             raise PermissionLookupError(
                 "the permissions callable returned "
@@ -104,7 +104,7 @@ def _check_grants(grants: object, origin: str) -> dict[str, frozenset[str]]:
     for app_uuid, granted in grants.items():
         if not isinstance(app_uuid, str) or not app_uuid.strip():
             raise ConfigurationError(f"{origin}: the key {app_uuid!r} is not an app UUID")
-        if isinstance(granted, (str, bytes)) or not isinstance(granted, Iterable):
+        if isinstance(granted, (str, bytes, Mapping)) or not isinstance(granted, Iterable):
             raise ConfigurationError(
                 f"{origin}: the value of {app_uuid!r} must be a list of permission strings, "
                 f"not {type(granted).__name__}"
