@@ -24,7 +24,7 @@ import os
 import posixpath
 import re
 import sys
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, Union
 from urllib.parse import unquote
@@ -257,12 +257,12 @@ def _check_rule(rule: object, index: int) -> Rule:
     return Rule(method.upper(), pattern, permission)
 
 
-def _candidate_paths(path: str) -> set[str]:
+def _candidate_paths(path: str) -> Collection[str]:
     """The path as sent, percent-decoded, and with dot segments and repeated slashes
     resolved: a rule on ``/admin/*`` must also hold for ``/%61dmin/x`` or
     ``/public/../admin/x``, however the framework behind routes them."""
     if "%" not in path and "//" not in path and "/." not in path:
-        return {path}  # the common case: nothing to decode or resolve
+        return (path,)  # the common case: nothing to decode or resolve
     decoded = unquote(path, errors="surrogateescape")
     paths = {path, decoded}
     for candidate in (path, decoded):
@@ -287,15 +287,11 @@ class Rules:
                 "rules must be a list of (method, path pattern, permission) tuples"
             )
         self.rules = tuple(_check_rule(rule, index) for index, rule in enumerate(rules))
-        self._exact: dict[str, list[Rule]] = {}
-        self._prefixes: list[tuple[str, Rule]] = []
-        for rule in self.rules:
-            if rule.pattern.endswith("*"):
-                self._prefixes.append((rule.pattern[:-1], rule))
-            else:
-                bare = rule.pattern.rstrip("/") or "/"
-                for key in {bare, bare + "/" if bare != "/" else bare}:
-                    self._exact.setdefault(key, []).append(rule)
+        # Per request method, the rules that apply to it: exact paths and prefixes.
+        self._by_method: dict[str, tuple[dict[str, list[str]], list[tuple[str, str]]]] = {}
+        # Answers for recent (method, path) pairs: a pure function of them, so a bounded
+        # memo is safe (cleared when full, as paths are whatever clients send).
+        self._memo: dict[tuple[str, str], frozenset[str]] = {}
 
     def __bool__(self) -> bool:
         return bool(self.rules)
@@ -303,21 +299,53 @@ class Rules:
     def __repr__(self) -> str:
         return f"Rules({list(self.rules)!r})"
 
+    def _index(self, method: str) -> tuple[dict[str, list[str]], list[tuple[str, str]]]:
+        methods = {"*", method, "GET"} if method == "HEAD" else {"*", method}
+        exact: dict[str, list[str]] = {}
+        prefixes: list[tuple[str, str]] = []
+        for rule in self.rules:
+            if rule.method not in methods:
+                continue
+            if rule.pattern.endswith("*"):
+                prefixes.append((rule.pattern[:-1], rule.permission))
+            else:
+                bare = rule.pattern.rstrip("/") or "/"
+                for key in {bare, bare if bare == "/" else bare + "/"}:
+                    exact.setdefault(key, []).append(rule.permission)
+        index = (exact, prefixes)
+        if len(self._by_method) < 64:  # any token is a method: keep the cache bounded
+            self._by_method[method] = index
+        return index
+
     def required(self, method: str, path: str) -> frozenset[str]:
         """The permissions a ``method`` request to ``path`` (as sent, no query) needs."""
         if not self.rules:
             return NO_PERMISSIONS
+        key = (method, path)
+        answer = self._memo.get(key)
+        if answer is None:
+            answer = self._required(method, path)
+            if len(path) <= 512:  # at most 4096 short paths: a bounded amount of memory
+                if len(self._memo) >= 4096:
+                    self._memo.clear()
+                self._memo[key] = answer
+        return answer
+
+    def _required(self, method: str, path: str) -> frozenset[str]:
         method = method.upper()
-        methods = {"*", method, "GET"} if method == "HEAD" else {"*", method}
-        needed: set[str] = set()
-        for candidate in _candidate_paths(path):
-            for rule in self._exact.get(candidate, ()):
-                if rule.method in methods:
-                    needed.add(rule.permission)
-            for prefix, rule in self._prefixes:
-                if rule.method in methods and candidate.startswith(prefix):
-                    needed.add(rule.permission)
-        return frozenset(needed)
+        index = self._by_method.get(method) or self._index(method)
+        exact, prefixes = index
+        needed: set[str] | None = None
+        candidates = _candidate_paths(path)
+        for candidate in candidates:
+            for permission in exact.get(candidate, ()):
+                needed = needed or set()
+                needed.add(permission)
+            for prefix, permission in prefixes:
+                if candidate.startswith(prefix):
+                    needed = needed or set()
+                    needed.add(permission)
+        return NO_PERMISSIONS if needed is None else frozenset(needed)
 
 
 def compile_rules(rules: Iterable[RuleLike | Rule] | Rules | None) -> Rules:

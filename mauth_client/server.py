@@ -208,7 +208,9 @@ class RequestGuard:
     ) -> Outcome:
         """403 naming what an authentic caller lacks of the permissions this request
         needs (``required`` plus the matching ``rules``); 500 if looking them up fails."""
-        needed = (self.rules.required(method, path) | required) if self.rules else required
+        needed = self.rules.required(method, path) if self.rules else required
+        if required and self.rules:
+            needed = needed | required
         grants = self.permissions
         if grants is None:
             if not needed:  # the hot path without authorization: nothing to look up
@@ -229,8 +231,8 @@ class RequestGuard:
                     exc_info=exc.__cause__,
                 )
                 return Outcome(500, "the caller's permissions could not be looked up", result)
-        missing = needed - granted
-        if missing:
+        if needed and not needed <= granted:
+            missing = needed - granted
             names = ", ".join(repr(name) for name in sorted(missing))
             plural = "s" if len(missing) > 1 else ""
             message = f"app {result.app_uuid} lacks the permission{plural} {names}"
@@ -276,25 +278,35 @@ class RequestGuard:
     ) -> Outcome:
         """:meth:`_check` inside a ``mauth.authenticate`` span, reported as an event."""
         start = time.perf_counter()
+        if span_tracer is None:  # listeners only: no context manager on this path
+            outcome = self._check(method, path, query, headers, body, app_uuids, required)
+            self._report(None, start, outcome, headers)
+            return outcome
         with observability.authentication_span(span_tracer) as span:
             outcome = self._check(method, path, query, headers, body, app_uuids, required)
-            result = outcome.result
-            app_uuid: str | None
-            version: int | None
-            if result is not None:
-                app_uuid, version = result.app_uuid, result.protocol_version
-            else:  # what the request claims
-                signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
-                app_uuid, version = signed.app_uuid, signed_version(signed)
-            observability.finish_authentication(
-                span,
-                start,
-                _EVENT_OUTCOMES.get(outcome.status, "error"),
-                app_uuid,
-                observability.version_label(version),
-                outcome.message,
-            )
+            self._report(span, start, outcome, headers)
         return outcome
+
+    @staticmethod
+    def _report(
+        span: object | None, start: float, outcome: Outcome, headers: HeadersLike | Signed
+    ) -> None:
+        result = outcome.result
+        app_uuid: str | None
+        version: int | None
+        if result is not None:
+            app_uuid, version = result.app_uuid, result.protocol_version
+        else:  # what the request claims
+            signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
+            app_uuid, version = signed.app_uuid, signed_version(signed)
+        observability.finish_authentication(
+            span,
+            start,
+            _EVENT_OUTCOMES.get(outcome.status, "error"),
+            app_uuid,
+            observability.version_label(version),
+            outcome.message,
+        )
 
     def response_headers(
         self, status: int, body: Body, protocol_version: int | None
