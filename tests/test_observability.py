@@ -279,3 +279,43 @@ import opentelemetry.trace
 print(json.dumps([ok, imported, observability.tracer() is None, observability.active()]))
 """
     assert json.loads(_run(code)) == [True, False, True, False]
+
+
+def test_asgi_span_is_a_child_of_the_request_span(
+    span_exporter: Any, service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    """The check runs in a worker thread; the span still joins the request's trace."""
+    import httpx
+    from opentelemetry import trace
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Route
+
+    from mauth_client.httpx_mauth import MAuthHttpx
+    from mauth_client.middlewares import MAuthASGIMiddleware
+
+    from .servers import uvicorn_server
+
+    async def hello(request: Any) -> PlainTextResponse:
+        return PlainTextResponse("ok")
+
+    inner = MAuthASGIMiddleware(
+        Starlette(routes=[Route("/a", hello)]), config=service.config_for(me)
+    )
+
+    async def traced(scope: Any, receive: Any, send: Any) -> None:  # as ASGI instrumentation does
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        with trace.get_tracer("test").start_as_current_span("request"):
+            await inner(scope, receive, send)
+
+    span_exporter.clear()
+    signer = MAuthHttpx(caller.app_uuid, caller.private_key, "v2")
+    with uvicorn_server(traced) as url:
+        assert httpx.get(f"{url}/a", auth=signer, timeout=10).status_code == 200
+    spans = {s.name: s for s in span_exporter.get_finished_spans()}
+    request_span, attempt = spans["request"], spans["mauth.authenticate"]
+    assert attempt.parent is not None
+    assert attempt.parent.span_id == request_span.context.span_id
+    assert spans["mauth.key_fetch"].parent.span_id == attempt.context.span_id

@@ -13,6 +13,7 @@ thread, so a slow MAuth service never blocks the event loop.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
@@ -64,8 +65,9 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
             return
         headers = [(k, v) for k, v in scope.get("headers", [])]
         loop = asyncio.get_running_loop()
+        context = contextvars.copy_context()  # so a tracing span here has the request's parent
         outcome = await loop.run_in_executor(
-            None, lambda: self.guard.check(method, path, query, headers, body)
+            None, context.run, lambda: self.guard.check(method, path, query, headers, body)
         )
         if not outcome.ok:
             await self._error(send, outcome.status, outcome.message, method)
