@@ -68,7 +68,8 @@ class LambdaAuthenticator:
         try:
             path, query = split_url(self.url if isinstance(self.url, str) else "")
         except ValueError as exc:
-            return False, 401, f"the request URL could not be read: {exc}"
+            refused = self._guard.reject(401, f"the request URL could not be read: {exc}")
+            return False, 401, refused.message
         outcome = self._guard.check(self.method, path, query, self.headers, self.body)
         return outcome.ok, outcome.status, outcome.message
 
@@ -189,7 +190,8 @@ def authenticate_event(
     try:
         req = request_from_event(event)
     except ValueError as exc:
-        return LambdaResult(False, 401, str(exc), None, None)
+        refused = _guard_for(authenticator, config).reject(401, str(exc))
+        return LambdaResult(False, 401, refused.message, None, None)
     outcome = _guard_for(authenticator, config).check(
         req.method, req.path, req.query, req.headers, req.body
     )

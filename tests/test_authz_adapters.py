@@ -522,3 +522,5 @@ def test_lambda_event_error_detail_and_permissions(
     assert ok.status_code == 200 and ok.app_uuid == caller.app_uuid
     unsigned = authenticate_event({**event, "headers": {}}, config=config)
     assert tuple(unsigned) == (False, 401, "authentication failed")
+    not_http = authenticate_event({"source": "aws.events"}, config=config)
+    assert tuple(not_http) == (False, 401, "authentication failed")
