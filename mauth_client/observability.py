@@ -255,9 +255,10 @@ def prometheus(registry: Any | None = None) -> Callable[[], None]:
     try:
         import prometheus_client
     except ImportError:
-        raise ImportError(
-            "mauth_client.observability.prometheus needs prometheus-client: "
-            "pip install 'mauth-client[prometheus]'"
+        raise ModuleNotFoundError(
+            "mauth_client.observability.prometheus needs prometheus_client, which is not "
+            "installed: pip install 'mauth-client[prometheus]'",
+            name="prometheus_client",
         ) from None
     target = prometheus_client.REGISTRY if registry is None else registry
     with _exporters_lock:

@@ -319,3 +319,23 @@ def test_asgi_span_is_a_child_of_the_request_span(
     assert attempt.parent is not None
     assert attempt.parent.span_id == request_span.context.span_id
     assert spans["mauth.key_fetch"].parent.span_id == attempt.context.span_id
+
+
+def test_prometheus_without_prometheus_client_names_the_extra() -> None:
+    code = """
+import sys
+class Missing:
+    def find_spec(self, name, path=None, target=None):
+        if name == "prometheus_client" or name.startswith("prometheus_client."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, Missing())
+from mauth_client import observability
+try:
+    observability.prometheus()
+except ModuleNotFoundError as exc:
+    print(exc.name, exc, sep="|")
+"""
+    assert _run(code) == (
+        "prometheus_client|mauth_client.observability.prometheus needs prometheus_client, "
+        "which is not installed: pip install 'mauth-client[prometheus]'"
+    )
