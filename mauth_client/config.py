@@ -167,6 +167,7 @@ class Config(metaclass=_UpstreamNames):
     # --- authorization and observability (issue 13) ---
     #: ``{app_uuid: [permission, ...]}``, the path of a JSON or TOML file holding it,
     #: or a callable ``app_uuid -> iterable of permissions`` (MAUTH_PERMISSIONS_FILE).
+    #: Not compared: a mapping would make the frozen Config unhashable.
     permissions: PermissionsSpec | None = field(default=None, compare=False)
     #: False: every 401 body says only "authentication failed" and every 403 only
     #: "forbidden"; the log keeps the reason (MAUTH_ERROR_DETAIL).
