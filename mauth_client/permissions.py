@@ -58,6 +58,12 @@ class Permissions:
         self._lookup = lookup
         self._grants = _check_grants(grants or {}, origin) if lookup is None else {}
 
+    @property
+    def may_block(self) -> bool:
+        """True for a callable (it may wait on a service or a database): async adapters
+        then run the check in a worker thread rather than on the event loop."""
+        return self._lookup is not None
+
     def granted(self, app_uuid: str) -> frozenset[str]:
         if self._lookup is None:
             return self._grants.get(app_uuid, NO_PERMISSIONS)

@@ -118,6 +118,8 @@ class RequestGuard:
         self.permissions = (
             load_permissions(permissions) if permissions is not None else settings.permission_grants
         )
+        #: True when looking up permissions may block (a callable): run checks off the loop.
+        self.permissions_may_block = self.permissions is not None and self.permissions.may_block
         self.error_detail = settings.error_detail
         self.failure_log_level = settings.failure_level
 

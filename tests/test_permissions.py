@@ -49,6 +49,12 @@ def test_toml_file(tmp_path: Path) -> None:
     assert grants.granted(B) == frozenset()
 
 
+def test_only_a_callable_may_block() -> None:
+    mapping, function = load_permissions({A: ["x"]}), load_permissions(lambda app_uuid: [])
+    assert mapping is not None and function is not None
+    assert (mapping.may_block, function.may_block) == (False, True)
+
+
 def test_callable_is_asked_per_app() -> None:
     asked: list[str] = []
 
