@@ -346,7 +346,9 @@ def test_python_dash_m_and_console_script(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "APP_UUID" in done.stderr
-    script = shutil.which("mauth-client") or str(Path(sys.executable).parent / "mauth-client")
+    # The console script of this interpreter's environment (a venv's bin is not always on PATH).
+    beside = Path(sys.executable).parent / "mauth-client"
+    script = str(beside) if beside.exists() else shutil.which("mauth-client") or str(beside)
     done = subprocess.run(
         [script, "keygen", "--dir", str(tmp_path)],
         capture_output=True,
