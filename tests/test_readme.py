@@ -126,12 +126,17 @@ def setup_mauth(ctx: Context) -> Generator[dict[str, Any], dict[str, Any], None]
 
 
 def setup_api(ctx: Context) -> Generator[dict[str, Any], dict[str, Any], None]:
-    """``mauth``, plus ``api``: the base URL of a MAuth-protected Flask service on
-    127.0.0.1 (``GET``/``POST /studies``). Afterwards: the service saw an authentic
-    request from this app."""
+    """``mauth`` (but the key in a file, ``MAUTH_PRIVATE_KEY_FILE``), plus ``api``: the base
+    URL of a MAuth-protected Flask service on 127.0.0.1 (``GET``/``POST /studies``).
+    Afterwards: the service saw an authentic request from this app."""
     from flask import Flask, g
 
     service, me, caller = _identity(ctx)
+    # As the quick start says: the key in a file named by MAUTH_PRIVATE_KEY_FILE.
+    key_file = ctx.tmp_path / "my-app.key"
+    key_file.write_text(me.private_key)
+    ctx.monkeypatch.delenv("MAUTH_PRIVATE_KEY")
+    ctx.monkeypatch.setenv("MAUTH_PRIVATE_KEY_FILE", str(key_file))
     seen: list[str] = []
     app = Flask("readme-api")
     FlaskAuthenticator(app, config=service.config_for(service.new_app()))
@@ -270,6 +275,21 @@ def test_the_readme_has_python_blocks_and_every_mark_is_known() -> None:
     assert set(marks) <= {*SETUPS, "pytest"}, marks
     # Every mark sits right before a python block (a stray mark would silently do nothing).
     assert len(marks) == sum(block.setup is not None for block in BLOCKS)
+
+
+def _github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a heading: lower case, punctuation dropped, spaces to -."""
+    return re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+
+
+def test_the_table_of_contents_lists_every_section() -> None:
+    text = README.read_text()
+    headings = re.findall(r"^## (.+)$", text, re.M)
+    contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    entries = re.findall(r"^- \[(.+)\]\(#([^)]+)\)$", contents, re.M)
+    listed = [title for title, _ in entries]
+    assert listed == [h for h in headings if h != "Contents"]
+    assert all(anchor == _github_anchor(title) for title, anchor in entries), entries
 
 
 def test_the_block_parser(tmp_path: Path) -> None:
