@@ -77,3 +77,52 @@ def test_the_module_imports_when_nothing_is_missing(module: str) -> None:
         cwd=REPO,
     )
     assert done.stdout.strip() == "imported", done.stdout + done.stderr
+
+
+BLOCKER = textwrap.dedent(
+    """
+    import sys
+
+    class Missing:
+        def find_spec(self, name, path=None, target=None):
+            if name == {blocked!r} or name.startswith({blocked!r} + "."):
+                raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+            return None
+
+    sys.meta_path.insert(0, Missing())
+    """
+)
+
+
+def run_blocked(blocked: str, code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", BLOCKER.format(blocked=blocked) + textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=REPO,
+    )
+
+
+def test_demo_without_flask_names_the_extra() -> None:
+    done = run_blocked("flask", "from mauth_client.cli import main; sys.exit(main(['demo']))")
+    assert done.returncode == 2
+    assert done.stderr == (
+        "mauth-client: error: the demo needs Flask: pip install 'mauth-client[flask]'\n"
+    )
+
+
+def test_kms_key_without_boto3_names_the_extra() -> None:
+    done = run_blocked(
+        "boto3",
+        """
+        from mauth_client.config import decrypt_kms_private_key
+        from mauth_client.exceptions import ConfigurationError
+        try:
+            decrypt_kms_private_key("AAAA")
+        except ConfigurationError as exc:
+            print(exc)
+        """,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "pip install 'mauth-client[aws]'" in done.stdout
