@@ -167,11 +167,12 @@ def _replace(path: Path, content: str, mode: int) -> None:
 
 
 def _next_steps(app_uuid: str, private_path: Path, public_path: Path) -> str:
+    folder = shlex.quote(str(public_path.parent))
     return (
         "\nnext steps:\n"
-        f"  1. register the public key ({public_path}) with your MAuth service for app "
-        f"{app_uuid}\n"
-        f"     (for local testing: mauth-client serve-keys --keys {public_path.parent})\n"
+        "  1. register the public key with your MAuth service, for this app UUID:\n"
+        f"       {public_path}\n"
+        f"     (to test locally: mauth-client serve-keys --keys {folder})\n"
         "  2. give the app its identity in its environment:\n"
         f"       export APP_UUID={app_uuid}\n"
         f"       export MAUTH_PRIVATE_KEY_FILE={shlex.quote(str(private_path.resolve()))}\n"
