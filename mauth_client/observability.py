@@ -254,12 +254,10 @@ def prometheus(registry: Any | None = None) -> Callable[[], None]:
     """
     try:
         import prometheus_client
-    except ImportError:
-        raise ModuleNotFoundError(
-            "mauth_client.observability.prometheus needs prometheus_client, which is not "
-            "installed: pip install 'mauth-client[prometheus]'",
-            name="prometheus_client",
-        ) from None
+    except ImportError as exc:
+        from ._optional import missing_extra
+
+        raise missing_extra(f"{__name__}.prometheus", "prometheus", exc) from exc
     target = prometheus_client.REGISTRY if registry is None else registry
     with _exporters_lock:
         existing = _exporters.get(id(target))
