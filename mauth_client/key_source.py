@@ -10,28 +10,48 @@
 
 from __future__ import annotations
 
-import json
+import contextlib
+import json as _json
 import logging
-import re
+import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import Any, NamedTuple, Protocol
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
+import requests.adapters
+import urllib3
+import urllib3.connection
+import urllib3.response
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config, redact_url
-from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
+from . import forksafe
+from .config import Config
+from .exceptions import InauthenticError, UnableToAuthenticateError
+from .key_service import (
+    AnswerTooLarge,
+    KeyAnswer,
+    KeyServiceProtocol,
+    Send,
+    ServiceAnswer,
+    ServiceRequest,
+    ServiceTimedOut,
+    ServiceUnreachable,
+    TransportFailure,
+    max_age,
+    parse_security_token,
+    run,
+)
 from .keys import PublicKeyData, load_public_key
 
 logger = logging.getLogger("mauth_client")
 
 Clock = Callable[[], float]
-_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+__all__ = ["KeySource", "LocalKeySource", "MAuthServiceClient", "StaticKeySource", "max_age"]
 
 
 class KeySource(Protocol):
@@ -57,69 +77,225 @@ class StaticKeySource:
             raise InauthenticError(f"no public key is known for app {app_uuid!r}") from None
 
 
-def max_age(cache_control: str | None, default: int, ceiling: int) -> int:
-    """Seconds a response may be cached per ``Cache-Control: max-age`` (``default`` if absent)."""
-    if cache_control:
-        if re.search(r"\b(no-store|no-cache)\b", cache_control, re.IGNORECASE):
-            return 0
-        match = _MAX_AGE.search(cache_control)
-        if match:
-            return min(int(match.group(1)[:9]), ceiling)
-    return default
-
-
 class MAuthServiceClient:
-    """Signed calls to the MAuth service, with timeouts and bounded retries.
+    """Signed calls to the MAuth service over ``requests``: the transport of
+    :class:`~mauth_client.key_service.KeyServiceProtocol`, whose rules it follows
+    (whole-call deadline, bounded retries, same-origin redirects only, 64 KiB answers).
 
-    Connection errors and 5xx answers are retried ``config.retries`` times with
-    exponential backoff; read timeouts are not (they already waited long enough).
+    One persistent session; after ``os.fork()`` the child gets fresh connections.
     """
 
     def __init__(self, config: Config, *, session: requests.Session | None = None) -> None:
-        config.require("mauth_url", "app_uuid", "private_key")
-        assert config.mauth_url is not None
+        self.protocol = KeyServiceProtocol(config)
         self.config = config
-        self.base = f"{config.mauth_url.rstrip('/')}/mauth/{config.mauth_api_version}"
-        self.shown_url = redact_url(config.mauth_url)  # for messages: no credentials
-        from .requests_mauth import MAuth  # here, not at the top: requests_mauth imports us
-
+        self.base = self.protocol.base
+        self.shown_url = self.protocol.shown_url  # for messages: no credentials
+        self._own_session = session is None
         self.session = session or requests.Session()
-        self.session.auth = MAuth(config=config)
-        self.session.headers["User-Agent"] = "mauth-client-python/2"
+        self._mount()
+        forksafe.register(self)
 
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send a signed request; raise :class:`UnableToAuthenticateError` when the
-        service cannot be reached or keeps answering 5xx."""
-        url = self.base + path
-        timeout = (self.config.connect_timeout, self.config.read_timeout)
-        attempts = self.config.retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
+    def _mount(self) -> None:
+        # Only the service's own URLs go through the watched adapter, so a session the
+        # caller passed in keeps its behaviour everywhere else.
+        scheme, host, port = self.protocol.origin
+        self.session.mount(f"{scheme}://{urlsplit(self.base).netloc}/", _ServiceAdapter())
+        del host, port
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's pooled sockets are shared with it: drop them unclosed (closing
+        # could take a lock a parent thread held at the fork) and start afresh.
+        if self._own_session:
+            self.session = requests.Session()
+        self._mount()
+
+    # --- calls ---------------------------------------------------------------------------
+
+    def call(self, request: ServiceRequest) -> ServiceAnswer:
+        """Send a signed request under the protocol's rules; the final answer."""
+        return run(self.protocol.call(request), lambda step: self._send(step)[1])
+
+    def security_token(self, app_uuid: str) -> KeyAnswer:
+        """The public key of ``app_uuid`` (None if unknown) and seconds to cache it."""
+        answer = self.call(self.protocol.security_token_request(app_uuid))
+        return self.protocol.security_token_answer(answer, app_uuid)
+
+    def request(
+        self, method: str, path: str, *, json: Any = None, data: bytes | None = None
+    ) -> requests.Response:
+        """Send a signed request to ``base + path`` (``json`` or ``data`` as its body);
+        raise :class:`UnableToAuthenticateError` when the service cannot be reached,
+        keeps answering 5xx, answers too slowly or too much, or redirects elsewhere."""
+        content_type = None
+        body = data or b""
+        if json is not None:
+            body = _json.dumps(json).encode()
+            content_type = "application/json"
+        last: list[requests.Response] = []
+
+        def send(step: Send) -> ServiceAnswer:
+            response, answer = self._send(step)
+            last[:] = [response]
+            return answer
+
+        run(
+            self.protocol.call(self.protocol.sign(method, self.base + path, body, content_type)),
+            send,
+        )
+        return last[0]
+
+    def _send(self, step: Send) -> tuple[requests.Response, ServiceAnswer]:
+        """One request, no redirects, the answer read in full by the step's deadline."""
+        request = step.request
+        watch = _Watchdog(step.deadline)
+        _watching.watch = watch
+        try:
             try:
-                response = self.session.request(method, url, timeout=timeout, **kwargs)
+                response = self.session.request(
+                    request.method,
+                    request.url,
+                    data=request.body or None,
+                    headers=dict(request.headers),
+                    timeout=(step.connect_timeout, step.read_timeout),
+                    stream=True,
+                    allow_redirects=False,
+                )
             except requests.exceptions.ConnectionError as exc:  # includes ConnectTimeout
-                if last:
-                    raise UnableToAuthenticateError(
-                        f"the MAuth service at {self.shown_url} could not be reached "
-                        f"({type(exc).__name__})"
-                    ) from None
+                if watch.fired or isinstance(exc, requests.exceptions.ReadTimeout):
+                    raise ServiceTimedOut(type(exc).__name__, deadline=watch.fired) from None
+                raise ServiceUnreachable(type(exc).__name__) from None
             except requests.exceptions.Timeout as exc:
-                raise UnableToAuthenticateError(
-                    f"the MAuth service at {self.shown_url} did not answer within "
-                    f"{self.config.read_timeout} s ({type(exc).__name__})"
-                ) from None
+                raise ServiceTimedOut(type(exc).__name__, deadline=watch.fired) from None
             except requests.exceptions.RequestException as exc:
-                raise UnableToAuthenticateError(
-                    f"calling the MAuth service failed ({type(exc).__name__})"
-                ) from None
-            else:
-                if response.status_code < 500 or last:
-                    return response
-            time.sleep(self.config.retry_backoff * (2**attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
+                raise TransportFailure(type(exc).__name__) from None
+            try:
+                body = _read_capped(response, step, watch)
+            except BaseException:
+                response.close()
+                raise
+        finally:
+            watch.stop()
+            _watching.watch = None
+        response._content = body
+        response._content_consumed = True  # type: ignore[attr-defined]
+        answer = ServiceAnswer(
+            response.status_code, {k.lower(): v for k, v in response.headers.items()}, body
+        )
+        return response, answer
 
     def close(self) -> None:
         self.session.close()
+
+
+def _read_capped(response: requests.Response, step: Send, watch: _Watchdog) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.strip().isdigit() and int(declared) > step.max_bytes:
+        raise AnswerTooLarge("Content-Length")
+    chunks: list[bytes] = []
+    total = 0
+    try:
+        for chunk in response.raw.stream(16384, decode_content=True):
+            total += len(chunk)
+            if total > step.max_bytes:
+                raise AnswerTooLarge("body")
+            chunks.append(chunk)
+            if time.monotonic() >= step.deadline:
+                raise ServiceTimedOut("deadline", deadline=True)
+    except TransportFailure:
+        raise
+    except Exception as exc:  # urllib3's read errors, OSError from a shut-down socket
+        if watch.fired or time.monotonic() >= step.deadline:
+            raise ServiceTimedOut(type(exc).__name__, deadline=True) from None
+        if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
+            raise ServiceTimedOut(type(exc).__name__) from None
+        raise ServiceUnreachable(type(exc).__name__) from None
+    return b"".join(chunks)
+
+
+# --- A hard deadline for requests ------------------------------------------------------
+# requests' timeouts bound each socket read, not a whole answer: a service (or anything
+# posing as it) that sends one byte per second holds the caller forever. A watchdog
+# shuts the connection's socket down when the call's deadline passes, which wakes the
+# blocked read at once, headers or body.
+
+_watching = threading.local()
+
+
+class _Watchdog:
+    def __init__(self, deadline: float) -> None:
+        self.fired = False
+        self._sock: socket.socket | None = None
+        self._done = False
+        self._lock = threading.Lock()
+        self._timer = threading.Timer(max(deadline - time.monotonic(), 0.0), self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def attach(self, sock: socket.socket) -> None:
+        with self._lock:
+            self._sock = sock
+            if self.fired:
+                _shutdown(sock)
+
+    def _fire(self) -> None:
+        with self._lock:
+            if self._done:
+                return
+            self.fired = True
+            if self._sock is not None:
+                _shutdown(self._sock)
+
+    def stop(self) -> None:
+        with self._lock:
+            self._done = True
+            self._sock = None
+        self._timer.cancel()
+
+
+def _shutdown(sock: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        watch = getattr(_watching, "watch", None)
+        if watch is not None and self.sock is not None:
+            watch.attach(self.sock)
+        return super().getresponse()
+
+
+class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
+    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
+        watch = getattr(_watching, "watch", None)
+        if watch is not None and self.sock is not None:
+            watch.attach(self.sock)
+        return super().getresponse()
+
+
+class _HTTPPool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _HTTPSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
+
+
+class _ServiceAdapter(requests.adapters.HTTPAdapter):
+    """requests' adapter with connections the watchdog can cut."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.PoolManager:
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **kwargs)
+        if hasattr(manager, "pool_classes_by_scheme"):
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
 
 
 class _Entry(NamedTuple):
@@ -152,6 +328,13 @@ class LocalKeySource:
         )
         self._in_flight: dict[str, Future[_Entry | None]] = {}
         self.fetch_count = 0
+        forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Keep the cached keys; a lock or a fetch in flight belongs to a parent's thread
+        # that does not exist here (it would never be released or finish).
+        self._lock = threading.Lock()
+        self._in_flight = {}
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
         entry = self._keys.get(app_uuid)
@@ -234,16 +417,6 @@ class LocalKeySource:
 
 
 def _parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:
-    what = f"the MAuth service's answer for app {app_uuid!r}"
-    try:
-        document = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        raise UnableToAuthenticateError(f"{what} is not JSON") from None
-    token = document.get("security_token") if isinstance(document, dict) else None
-    pem = token.get("public_key_str") if isinstance(token, dict) else None
-    if not isinstance(pem, str) or not pem.strip():
-        raise UnableToAuthenticateError(f"{what} has no security_token.public_key_str")
-    try:
-        return load_public_key(pem)
-    except KeyFormatError:
-        raise UnableToAuthenticateError(f"{what} holds a public key that does not parse") from None
+    # The checks (JSON shape, size, the answer naming the app asked for) live in the
+    # framework-free protocol module, shared with every transport.
+    return parse_security_token(content, app_uuid)
