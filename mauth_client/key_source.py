@@ -170,6 +170,8 @@ class MAuthServiceClient:
                 raise TransportFailure(type(exc).__name__) from None
             try:
                 body = _read_capped(response, step, watch)
+                if watch.fired:  # cut while reading: what was read may look whole, is not
+                    raise ServiceTimedOut("deadline", deadline=True)
             except BaseException:
                 response.close()
                 raise
