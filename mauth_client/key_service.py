@@ -10,6 +10,12 @@ reads at most :data:`MAX_ANSWER_BYTES` of the answer before the step's deadline,
 raises a :class:`TransportFailure` subclass when it cannot. :func:`run` and
 :func:`run_async` drive a call with a sync or an async transport.
 
+An async transport (``httpx.AsyncClient``) is a coroutine ``send(step)`` for
+:func:`run_async`: ``follow_redirects=False``, a streamed answer read in chunks up to
+``step.max_bytes``, the whole step under ``anyio.fail_after(step.deadline -
+time.monotonic())`` (raise :class:`ServiceTimedOut` with ``deadline=True`` when it
+fires), connection errors as :class:`ServiceUnreachable`; the rules stay here.
+
 Answers are checked here too: the JSON shape, that ``security_token.app_uuid`` is the
 app that was asked for (an answer for another app is how a forked worker sharing a
 connection would impersonate it), and the ``Cache-Control: max-age``.
@@ -17,6 +23,7 @@ connection would impersonate it), and the ``Cache-Control: max-age``.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import time
@@ -28,9 +35,10 @@ from urllib.parse import quote, urljoin, urlsplit
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Config, redact_url
-from .exceptions import KeyFormatError, UnableToAuthenticateError
+from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
 from .keys import load_public_key
 from .signable import RequestSignable
+from .signed import SignatureInfo
 from .signer import Signer
 
 #: The largest answer read from the service: a security token is about 1 KiB.
@@ -191,6 +199,24 @@ class KeyServiceProtocol:
             "POST", f"{self.base}/authentication_tickets.json", body, "application/json"
         )
 
+    def authentication_ticket(
+        self, signable: RequestSignable, info: SignatureInfo
+    ) -> ServiceRequest:
+        """Remote mode: ask the service whether ``info`` signs ``signable``."""
+        body = signable._hashes.materialize()  # the ticket carries the body itself
+        ticket: dict[str, object] = {
+            "verb": signable.method,
+            "app_uuid": info.app_uuid,
+            "client_signature": info.signature,
+            "request_url": signable.path,
+            "request_time": info.time,
+            "b64encoded_body": base64.b64encode(body).decode("ascii"),
+        }
+        if info.version == 2:
+            ticket["query_string"] = signable.query_string
+            ticket["token"] = info.token
+        return self.ticket_request(ticket)
+
     # --- the rules of one call -----------------------------------------------------------
 
     def call(self, request: ServiceRequest) -> Flow:
@@ -301,6 +327,21 @@ class KeyServiceProtocol:
             answer.header("cache-control"), self.config.default_key_ttl, self.config.max_key_ttl
         )
         return KeyAnswer(key, ttl)
+
+
+def ticket_verdict(answer: ServiceAnswer, info: SignatureInfo) -> None:
+    """Return for an authentic ticket (2xx); raise :class:`InauthenticError` for 412 (or
+    404 from old services), :class:`UnableToAuthenticateError` for anything else."""
+    if 200 <= answer.status < 300:
+        return
+    if answer.status in (404, 412):
+        raise InauthenticError(
+            f"the MAuth service found the V{info.version} signature of app "
+            f"{info.app_uuid!r} inauthentic ({answer.status})"
+        )
+    raise UnableToAuthenticateError(
+        f"the MAuth service answered {answer.status} to an authentication ticket"
+    )
 
 
 def parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:

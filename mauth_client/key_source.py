@@ -98,9 +98,8 @@ class MAuthServiceClient:
     def _mount(self) -> None:
         # Only the service's own URLs go through the watched adapter, so a session the
         # caller passed in keeps its behaviour everywhere else.
-        scheme, host, port = self.protocol.origin
-        self.session.mount(f"{scheme}://{urlsplit(self.base).netloc}/", _ServiceAdapter())
-        del host, port
+        parts = urlsplit(self.base)
+        self.session.mount(f"{parts.scheme}://{parts.netloc}/", _ServiceAdapter())
 
     def _after_fork_in_child(self) -> None:
         # The parent's pooled sockets are shared with it: drop them unclosed (closing
