@@ -207,3 +207,41 @@ def test_fetch_in_flight_at_fork_does_not_block_the_child() -> None:
     assert "error" not in result, result
     assert result["key"].strip() == slow.public_key.strip()
     assert result["seconds"] < 10
+
+
+def test_deadline_still_enforced_in_a_forked_child(
+    world: tuple[LocalMAuthService, AppIdentity, PortRecorder, str],
+) -> None:
+    """The watchdog thread that cuts slow answers lives in the parent; a child gets its own."""
+    service, me, _, url = world
+    source = LocalKeySource(config_at(me, url))
+    source.get_public_key(service.new_app().app_uuid)  # the parent's watchdog is running
+
+    def drip(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterator[bytes]:
+        start_response("200 OK", [("Content-Type", "application/json"), ("Content-Length", "999")])
+        for _ in range(999):
+            time.sleep(0.1)
+            yield b" "
+
+    with keep_alive_server(drip) as slow_url:
+        slow = LocalKeySource(
+            Config(
+                app_uuid=me.app_uuid,
+                private_key=me.private_key,
+                mauth_url=slow_url,
+                read_timeout=1.0,
+                lookup_deadline=1.0,
+            )
+        )
+
+        def work() -> dict[str, Any]:
+            started = time.monotonic()
+            try:
+                slow.get_public_key(me.app_uuid)
+            except Exception as exc:
+                return {"error_text": str(exc), "seconds": time.monotonic() - started}
+            return {"seconds": time.monotonic() - started}
+
+        (result,) = collect([fork_child(work)])
+    assert "did not answer in full within 1.0 s" in result.get("error_text", ""), result
+    assert result["seconds"] < 4
