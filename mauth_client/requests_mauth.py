@@ -50,6 +50,8 @@ class MAuth(SigningClientAuth, requests.auth.AuthBase):
                 size = spooled.seek(0, 2)
                 spooled.seek(0)
             request.body = spooled  # type: ignore[assignment]  # requests sends files too
+            # Where requests rewinds the body to before sending it again on a 307/308.
+            request._body_position = 0  # type: ignore[attr-defined]
             request.headers.pop("Transfer-Encoding", None)
             request.headers["Content-Length"] = str(size)
         request.headers.update(self.make_headers(request))

@@ -145,6 +145,18 @@ def test_requests_file_body_resigned_on_307(servers: Any) -> None:
     assert origin_a.verdicts == [("PUT", "/target", b"file body" * 1000, "authentic:2")]
 
 
+def test_requests_generator_body_resigned_on_307(servers: Any) -> None:
+    """A generator body is spooled (here to a file: 2 MiB) and sent again after a 307."""
+    caller, origin_a, url_a, _, _ = servers
+    chunks = [bytes([i]) * 65536 for i in range(32)]
+    auth = MAuth(caller.app_uuid, caller.private_key, "v2")
+    answer = requests.post(
+        start_url(url_a, 307, "/target"), data=iter(chunks), auth=auth, timeout=10
+    )
+    assert answer.status_code == 200
+    assert origin_a.verdicts == [("POST", "/target", b"".join(chunks), "authentic:2")]
+
+
 def test_requests_back_and_forth_between_origins(servers: Any) -> None:
     """A -> B -> A: B gets no signature; back at A the request is signed afresh."""
     caller, origin_a, url_a, _, _ = servers
