@@ -257,6 +257,11 @@ class Config(metaclass=_UpstreamNames):
                 f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
                 f"not {redact_url(self.mauth_url)!r}"
             )
+        if self.lookup_deadline <= 0:
+            raise ConfigurationError(
+                f"lookup_deadline (MAUTH_LOOKUP_DEADLINE) must be more than 0 seconds, "
+                f"not {self.lookup_deadline!r}"
+            )
         if self.mauth_url is not None:
             check_service_url(self.mauth_url, allow_insecure=self.allow_insecure_url)
 

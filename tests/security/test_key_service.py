@@ -343,3 +343,15 @@ def test_many_quick_lookups_within_a_short_deadline(me: AppIdentity) -> None:
         for thread in threads:
             thread.join(20)
     assert errors == []
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_lookup_deadline_must_be_a_positive_number(me: AppIdentity, value: str) -> None:
+    env = {
+        "APP_UUID": me.app_uuid,
+        "MAUTH_PRIVATE_KEY": me.private_key,
+        "MAUTH_LOOKUP_DEADLINE": value,
+    }
+    with pytest.raises(ConfigurationError, match=r"MAUTH_LOOKUP_DEADLINE|lookup_deadline"):
+        Config.from_env(env)
+    assert Config.from_env({**env, "MAUTH_LOOKUP_DEADLINE": "2.5"}).lookup_deadline == 2.5
