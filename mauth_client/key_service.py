@@ -203,19 +203,7 @@ class KeyServiceProtocol:
         self, signable: RequestSignable, info: SignatureInfo
     ) -> ServiceRequest:
         """Remote mode: ask the service whether ``info`` signs ``signable``."""
-        body = signable._hashes.materialize()  # the ticket carries the body itself
-        ticket: dict[str, object] = {
-            "verb": signable.method,
-            "app_uuid": info.app_uuid,
-            "client_signature": info.signature,
-            "request_url": signable.path,
-            "request_time": info.time,
-            "b64encoded_body": base64.b64encode(body).decode("ascii"),
-        }
-        if info.version == 2:
-            ticket["query_string"] = signable.query_string
-            ticket["token"] = info.token
-        return self.ticket_request(ticket)
+        return self.ticket_request(authentication_ticket(signable, info))
 
     # --- the rules of one call -----------------------------------------------------------
 
@@ -329,18 +317,35 @@ class KeyServiceProtocol:
         return KeyAnswer(key, ttl)
 
 
-def ticket_verdict(answer: ServiceAnswer, info: SignatureInfo) -> None:
+def authentication_ticket(signable: RequestSignable, info: SignatureInfo) -> dict[str, object]:
+    """The ``authentication_ticket`` object asking whether ``info`` signs ``signable``."""
+    body = signable._hashes.materialize()  # the ticket carries the body itself
+    ticket: dict[str, object] = {
+        "verb": signable.method,
+        "app_uuid": info.app_uuid,
+        "client_signature": info.signature,
+        "request_url": signable.path,
+        "request_time": info.time,
+        "b64encoded_body": base64.b64encode(body).decode("ascii"),
+    }
+    if info.version == 2:
+        ticket["query_string"] = signable.query_string
+        ticket["token"] = info.token
+    return ticket
+
+
+def ticket_verdict(status: int, info: SignatureInfo) -> None:
     """Return for an authentic ticket (2xx); raise :class:`InauthenticError` for 412 (or
     404 from old services), :class:`UnableToAuthenticateError` for anything else."""
-    if 200 <= answer.status < 300:
+    if 200 <= status < 300:
         return
-    if answer.status in (404, 412):
+    if status in (404, 412):
         raise InauthenticError(
             f"the MAuth service found the V{info.version} signature of app "
-            f"{info.app_uuid!r} inauthentic ({answer.status})"
+            f"{info.app_uuid!r} inauthentic ({status})"
         )
     raise UnableToAuthenticateError(
-        f"the MAuth service answered {answer.status} to an authentication ticket"
+        f"the MAuth service answered {status} to an authentication ticket"
     )
 
 

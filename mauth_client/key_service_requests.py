@@ -10,20 +10,15 @@ connection, since requests' own timeouts only bound each socket read. After
 from __future__ import annotations
 
 import contextlib
+import functools
 import heapq
 import itertools
 import json as _json
 import socket
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import requests
-import requests.adapters
-import urllib3
-import urllib3.connection
-import urllib3.response
 
 from . import forksafe
 from .config import Config
@@ -40,6 +35,10 @@ from .key_service import (
     run,
 )
 
+if TYPE_CHECKING:  # requests is imported when a client is built: importing stays light
+    import requests
+    import requests.adapters
+
 __all__ = ["MAuthServiceClient"]
 
 
@@ -52,6 +51,8 @@ class MAuthServiceClient:
     """
 
     def __init__(self, config: Config, *, session: requests.Session | None = None) -> None:
+        import requests
+
         self.protocol = KeyServiceProtocol(config)
         self.config = config
         self.base = self.protocol.base
@@ -65,12 +66,14 @@ class MAuthServiceClient:
         # Only the service's own URLs go through the watched adapter, so a session the
         # caller passed in keeps its behaviour everywhere else.
         parts = urlsplit(self.base)
-        self.session.mount(f"{parts.scheme}://{parts.netloc}/", _ServiceAdapter())
+        self.session.mount(f"{parts.scheme}://{parts.netloc}/", _service_adapter()())
 
     def _after_fork_in_child(self) -> None:
         # The parent's pooled sockets are shared with it: drop them unclosed (closing
         # could take a lock a parent thread held at the fork) and start afresh.
         if self._own_session:
+            import requests
+
             self.session = requests.Session()
         self._mount()
 
@@ -111,6 +114,8 @@ class MAuthServiceClient:
 
     def _send(self, step: Send) -> tuple[requests.Response, ServiceAnswer]:
         """One request, no redirects, the answer read in full by the step's deadline."""
+        import requests
+
         request = step.request
         watch = _watchdog.watch(step.deadline)
         _watching.watch = watch
@@ -171,6 +176,8 @@ def _read_capped(response: requests.Response, step: Send, watch: _Watch) -> byte
     except TransportFailure:
         raise
     except Exception as exc:  # urllib3's read errors, OSError from a shut-down socket
+        import urllib3.exceptions
+
         if watch.fired or time.monotonic() >= step.deadline:
             raise ServiceTimedOut(type(exc).__name__, deadline=True) from None
         if isinstance(exc, urllib3.exceptions.ReadTimeoutError):
@@ -277,42 +284,42 @@ def _shutdown(sock: socket.socket) -> None:
         sock.shutdown(socket.SHUT_RDWR)
 
 
-class _WatchedHTTPConnection(urllib3.connection.HTTPConnection):
-    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
-        watch = getattr(_watching, "watch", None)
-        if watch is not None and self.sock is not None:
-            watch.attach(self.sock)
-        return super().getresponse()
+@functools.cache
+def _service_adapter() -> type[requests.adapters.HTTPAdapter]:
+    """requests' adapter with connections the watchdog can cut (built on first use, so
+    that importing this module does not import requests)."""
+    import requests.adapters
+    import urllib3
+    import urllib3.connection
+    import urllib3.response
 
+    def watched(base: type[urllib3.connection.HTTPConnection]) -> Any:
+        class Watched(base):  # type: ignore[valid-type,misc]
+            def getresponse(self) -> urllib3.response.HTTPResponse:
+                watch = getattr(_watching, "watch", None)
+                if watch is not None and self.sock is not None:
+                    watch.attach(self.sock)
+                return super().getresponse()  # type: ignore[no-any-return]
 
-class _WatchedHTTPSConnection(urllib3.connection.HTTPSConnection):
-    def getresponse(self) -> urllib3.response.HTTPResponse:  # type: ignore[override]
-        watch = getattr(_watching, "watch", None)
-        if watch is not None and self.sock is not None:
-            watch.attach(self.sock)
-        return super().getresponse()
+        return Watched
 
+    class HTTPPool(urllib3.HTTPConnectionPool):
+        ConnectionCls = watched(urllib3.connection.HTTPConnection)
 
-class _HTTPPool(urllib3.HTTPConnectionPool):
-    ConnectionCls = _WatchedHTTPConnection
+    class HTTPSPool(urllib3.HTTPSConnectionPool):
+        ConnectionCls = watched(urllib3.connection.HTTPSConnection)
 
+    pools = {"http": HTTPPool, "https": HTTPSPool}
 
-class _HTTPSPool(urllib3.HTTPSConnectionPool):
-    ConnectionCls = _WatchedHTTPSConnection
+    class ServiceAdapter(requests.adapters.HTTPAdapter):
+        def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+            super().init_poolmanager(*args, **kwargs)
+            self.poolmanager.pool_classes_by_scheme = pools
 
+        def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.PoolManager:
+            manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **kwargs)
+            if hasattr(manager, "pool_classes_by_scheme"):
+                manager.pool_classes_by_scheme = pools
+            return manager
 
-_POOLS = {"http": _HTTPPool, "https": _HTTPSPool}
-
-
-class _ServiceAdapter(requests.adapters.HTTPAdapter):
-    """requests' adapter with connections the watchdog can cut."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS
-
-    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.PoolManager:
-        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **kwargs)
-        if hasattr(manager, "pool_classes_by_scheme"):
-            manager.pool_classes_by_scheme = _POOLS
-        return manager
+    return ServiceAdapter
