@@ -21,8 +21,13 @@ from collections.abc import AsyncGenerator, Callable, Generator
 from dataclasses import dataclass
 from typing import Any
 
-import anyio
-import httpx
+from ._optional import missing_extra
+
+try:
+    import anyio
+    import httpx
+except ImportError as exc:  # the httpx extra is not installed
+    raise missing_extra(__name__, "httpx", exc) from exc
 
 from .authenticator import AuthResult
 from .client import SigningClientAuth, same_origin, strip_mauth_headers
