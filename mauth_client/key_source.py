@@ -17,16 +17,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 from urllib.parse import quote
 
-import requests
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .config import Config, redact_url
 from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
 from .keys import PublicKeyData, load_public_key
+
+if TYPE_CHECKING:  # requests is imported where the service is first called, not here
+    import requests
 
 logger = logging.getLogger("mauth_client")
 
@@ -81,6 +83,8 @@ class MAuthServiceClient:
         self.config = config
         self.base = f"{config.mauth_url.rstrip('/')}/mauth/{config.mauth_api_version}"
         self.shown_url = redact_url(config.mauth_url)  # for messages: no credentials
+        import requests  # here, not at the top: importing key sources stays light
+
         from .requests_mauth import MAuth  # here, not at the top: requests_mauth imports us
 
         self.session = session or requests.Session()
@@ -90,6 +94,8 @@ class MAuthServiceClient:
     def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """Send a signed request; raise :class:`UnableToAuthenticateError` when the
         service cannot be reached or keeps answering 5xx."""
+        import requests  # already loaded by __init__: a dict lookup
+
         url = self.base + path
         timeout = (self.config.connect_timeout, self.config.read_timeout)
         attempts = self.config.retries + 1

@@ -35,10 +35,26 @@ def _default_guard() -> RequestGuard:
     return _guard
 
 
+# One guard (so one key cache) per Config: authenticate_event(event, config=cfg) in a
+# warm container fetches each key once, not on every invocation. Bounded.
+_guards: dict[Config, RequestGuard] = {}
+_MAX_GUARDS = 32
+
+
 def _guard_for(authenticator: Authenticator | None, config: Config | None) -> RequestGuard:
-    if authenticator is None and config is None:
+    if authenticator is not None:
+        return RequestGuard(authenticator, config=config)  # its own cache: nothing to keep
+    if config is None:
         return _default_guard()
-    return RequestGuard(authenticator, config=config)
+    guard = _guards.get(config)
+    if guard is None:
+        with _lock:
+            guard = _guards.get(config)
+            if guard is None:
+                if len(_guards) >= _MAX_GUARDS:
+                    del _guards[next(iter(_guards))]  # the oldest
+                guard = _guards[config] = RequestGuard(config=config)
+    return guard
 
 
 class LambdaAuthenticator:
@@ -60,8 +76,8 @@ class LambdaAuthenticator:
         self.body = body
         self._guard = _guard_for(authenticator, config)
 
-    def get_app_uuid(self) -> str | None:
-        """The app UUID the request claims to come from (whether or not authentic)."""
+    def get_app_uuid(self) -> str:
+        """The app UUID the request claims to come from (whether or not authentic; "" if none)."""
         return Signed.from_headers(self.headers).app_uuid
 
     def is_authentic(self) -> tuple[bool, int, str]:
