@@ -16,7 +16,7 @@ import logging
 import threading
 import time as _time
 from collections.abc import Callable
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -92,6 +92,36 @@ class RemoteTicketChecker:
         )
 
 
+class _LazyServiceClient(MAuthServiceClient):
+    """The MAuth service client, connected on the first call to the service.
+
+    Until a key is actually fetched nothing needs the private key: a request without
+    a signature is still a 401, a key supplied through a patched ``KeyHolder`` needs
+    no service, and a KMS-encrypted key is decrypted once, when first needed. A bad
+    key surfaces on that first call (a 500 naming it), never as an import or
+    construction traceback.
+    """
+
+    def __init__(self, config: Config) -> None:  # the real client is built on first use
+        config.require("mauth_url", "app_uuid", "private_key")  # presence, checked now
+        self.config = config
+        self._real: MAuthServiceClient | None = None
+        self._connect_lock = threading.Lock()
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        real = self._real
+        if real is None:
+            with self._connect_lock:
+                if self._real is None:
+                    self._real = MAuthServiceClient(self.config.resolved())
+                real = self._real
+        return real.request(method, path, **kwargs)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+
+
 class Authenticator:
     """Decides whether a message is authentic.
 
@@ -137,8 +167,7 @@ class Authenticator:
         :class:`~mauth_client.key_holder.KeyHolder`, so patching it supplies keys."""
         from .key_holder import KeyHolderSource
 
-        config = config.resolved()  # a KMS-encrypted key is decrypted when first needed
-        client = MAuthServiceClient(config) if config.mauth_url else None
+        client = _LazyServiceClient(config) if config.mauth_url else None
         source = None
         if client is not None:
             source = KeyHolderSource(

@@ -92,7 +92,8 @@ class RequestGuard:
         if self._authenticator is None:
             with self._lock:
                 if self._authenticator is None:
-                    config = self.config or Config.from_env()
+                    # The key is decrypted (KMS) when the key service is first called.
+                    config = self.config or Config.from_env(resolve_private_key=False)
                     self._authenticator = Authenticator.from_config(config)
         return self._authenticator
 
