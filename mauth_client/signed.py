@@ -202,21 +202,22 @@ class Signed:
         """The signature the message is authenticated by (V2 wins when present)."""
         return self.v2 if self.mcc_authentication else self.v1
 
-    # "" when absent, as upstream's fields were (not None).
+    # "" when absent or malformed, as upstream's fields were (not None); the best-effort
+    # reading of a malformed header stays on ``v1``/``v2`` for error messages.
     @property
     def token(self) -> str:
         primary = self.primary
-        return (primary.token or "") if primary else ""
+        return (primary.token or "") if primary and primary.usable else ""
 
     @property
     def app_uuid(self) -> str:
         primary = self.primary
-        return (primary.app_uuid or "") if primary else ""
+        return (primary.app_uuid or "") if primary and primary.usable else ""
 
     @property
     def signature(self) -> str:
         primary = self.primary
-        return (primary.signature or "") if primary else ""
+        return (primary.signature or "") if primary and primary.usable else ""
 
     def protocol_version(self) -> int | None:
         """2, 1, or None when the message carries no MAuth signature."""

@@ -401,6 +401,9 @@ def test_patched_key_holder_supplies_keys(caller: AppIdentity) -> None:
 def test_signed_fields_are_empty_strings_when_absent() -> None:
     signed = Signed.from_headers({})
     assert (signed.token, signed.app_uuid, signed.signature) == ("", "", "")
+    malformed = Signed.from_headers({"MCC-Time": "1", "MCC-Authentication": "MWS app:c2ln"})
+    assert (malformed.token, malformed.app_uuid, malformed.signature) == ("", "", "")
+    assert malformed.protocol_version() == 2  # still a V2 message, refused as malformed
 
 
 # --- 7. unknown sign versions are ignored with a warning ----------------------------------
