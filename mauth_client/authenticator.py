@@ -351,7 +351,8 @@ def default_authenticator(mode: str | None = None) -> Authenticator:
     with _defaults_lock:
         state = _defaults.get(key)
         if state is None or state[0] != fingerprint:
-            config = Config.from_env()
+            # A KMS-encrypted key is decrypted on the first key fetch (_LazyServiceClient).
+            config = Config.from_env(resolve_private_key=False)
             if mode:
                 config = config.with_overrides(mauth_mode=mode)
             state = _defaults[key] = (fingerprint, Authenticator.from_config(config))

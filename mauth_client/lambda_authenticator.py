@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from .authenticator import Authenticator
+from .authenticator import Authenticator, default_authenticator
 from .config import Config
+from .exceptions import ConfigurationError
 from .server import RequestGuard
 from .signable import split_url
 from .signed import Signed
@@ -27,12 +28,21 @@ _lock = threading.Lock()
 
 
 def _default_guard() -> RequestGuard:
-    global _guard  # one per container: keys stay cached between invocations
-    if _guard is None:
+    """One guard per container, so keys stay cached between invocations; over the
+    process-wide default authenticator, so it follows the environment and ``Config``'s
+    class attributes as ``LocalAuthenticator`` does (rebuilt only when they change)."""
+    global _guard
+    try:
+        authenticator = default_authenticator()
+    except ConfigurationError:
+        return RequestGuard()  # answers each request with a JSON 500 naming what to set
+    guard = _guard
+    if guard is None or guard.authenticator is not authenticator:
         with _lock:
-            if _guard is None:
-                _guard = RequestGuard()
-    return _guard
+            guard = _guard
+            if guard is None or guard.authenticator is not authenticator:
+                guard = _guard = RequestGuard(authenticator)
+    return guard
 
 
 # One guard (so one key cache) per Config: authenticate_event(event, config=cfg) in a

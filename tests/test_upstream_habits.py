@@ -328,6 +328,25 @@ def test_patched_is_authentic_applies_to_flask_views(service: LocalMAuthService)
         assert client.get("/").get_data() == b"Ping"
 
 
+def test_lambda_authenticator_follows_patches_and_class_attributes(
+    monkeypatch: pytest.MonkeyPatch,
+    service: LocalMAuthService,
+    me: AppIdentity,
+    caller: AppIdentity,
+) -> None:
+    _use_environment(monkeypatch, service, me)
+    headers = Signer(caller.app_uuid, caller.private_key, "v1").signed_headers(
+        RequestSignable(method="POST", url=URL, body=BODY)
+    )
+    assert LambdaAuthenticator("POST", URL, headers, BODY).is_authentic() == (True, 200, "")
+    Config.V2_ONLY_AUTHENTICATE = True  # set after the default was built: still honoured
+    assert LambdaAuthenticator("POST", URL, headers, BODY).is_authentic()[:2] == (False, 401)
+    with mock.patch.object(LocalAuthenticator, "is_authentic", return_value=(True, 200, "")):
+        check = LambdaAuthenticator("GET", "/anything", {}, None)
+        assert check.is_authentic() == (True, 200, "")
+    assert service.calls("security_tokens") == 1
+
+
 # --- 4. no configuration: an error where the adapter is built ----------------------------
 
 
