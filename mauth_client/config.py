@@ -220,7 +220,7 @@ def class_attribute_overrides() -> dict[str, Any]:
                 value = value.lower()
         if field_name in ("v2_only_authenticate", "disable_fallback_to_v1_on_v2_failure"):
             if isinstance(value, str):
-                value = _flag({name: value}, name)
+                value = _flag({f"Config.{name}": value}, f"Config.{name}")
         elif field_name == "sign_versions" and not isinstance(value, str):
             if not all(isinstance(item, str) for item in value):
                 raise ConfigurationError(f"Config.{name} must list versions as text")
@@ -360,7 +360,8 @@ class Config(metaclass=_UpstreamNames):
             if "private_key" in assigned:
                 key = assigned["private_key"]
                 if resolve_private_key and key is not None and not looks_like_pem(key):
-                    key = decrypt_kms_private_key(key if isinstance(key, str) else key.decode())
+                    text = key if isinstance(key, str) else key.decode("ascii", "replace")
+                    key = decrypt_kms_private_key(text)
                 values["private_key"] = key
             else:
                 values["private_key"] = _private_key_from_env(env, resolve_private_key)

@@ -222,6 +222,12 @@ def test_odd_class_attribute_types_name_the_attribute(name: str, value: object) 
         MAuthWSGIMiddleware(lambda environ, start_response: [])
 
 
+def test_a_class_attribute_flag_that_is_not_a_boolean_is_named() -> None:
+    Config.V2_ONLY_AUTHENTICATE = "sometimes"
+    with pytest.raises(ConfigurationError, match=r"Config\.V2_ONLY_AUTHENTICATE must be true or"):
+        Config.from_env()
+
+
 def test_odd_class_attribute_in_the_authenticator_is_a_500_not_a_traceback(
     caller: AppIdentity,
 ) -> None:
