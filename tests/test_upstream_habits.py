@@ -28,6 +28,8 @@ from flask import Flask
 from mauth_client.authenticator import (
     Authenticator,
     LocalAuthenticator,
+    RemoteAuthenticator,
+    default_authenticator,
     reset_default_authenticator,
 )
 from mauth_client.config import ENV_NAMES, Config
@@ -507,6 +509,25 @@ def test_the_environment_is_read_again_only_when_it_changes(
         assert _local(caller).is_authentic()[0]
         assert other.calls("security_tokens") == 2
     assert service.calls("security_tokens") == 1
+
+
+def test_remote_authenticator_reuses_its_default_too(
+    monkeypatch: pytest.MonkeyPatch,
+    service: LocalMAuthService,
+    me: AppIdentity,
+    caller: AppIdentity,
+) -> None:
+    _use_environment(monkeypatch, service, me)
+    signable = RequestSignable(method="POST", url=URL, body=BODY)
+    for _ in range(5):
+        check = RemoteAuthenticator(signable, _signed(caller), LOGGER)
+        assert check.is_authentic() == (True, 200, "")
+    assert service.calls("authentication_tickets") == 5  # the service decides each time
+    assert default_authenticator("remote") is default_authenticator("remote")
+    assert service.calls("security_tokens") == 0
+    tampered = RequestSignable(method="POST", url=URL, body=BODY + "x")
+    refused = RemoteAuthenticator(tampered, _signed(caller), LOGGER).is_authentic()
+    assert refused[:2] == (False, 401)
 
 
 def _event(caller: AppIdentity) -> dict[str, Any]:
