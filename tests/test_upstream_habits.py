@@ -385,6 +385,13 @@ def test_partial_configuration_names_only_what_is_missing(service: LocalMAuthSer
     assert "PRIVATE_KEY" in str(caught.value) and "MAUTH_URL" not in str(caught.value)
 
 
+def test_api_version_unset_on_the_class_is_named(service: LocalMAuthService) -> None:
+    _configure_as_upstream_suites_do(service)
+    Config.MAUTH_API_VERSION = None
+    with pytest.raises(TypeError, match="MAUTH_API_VERSION"):
+        MAuthASGIMiddleware(_asgi_app)
+
+
 def test_a_prebuilt_authenticator_needs_no_configuration(caller: AppIdentity) -> None:
     authenticator = Authenticator(StaticKeySource({caller.app_uuid: caller.public_key}))
     MAuthWSGIMiddleware(lambda environ, start_response: [], authenticator=authenticator)
