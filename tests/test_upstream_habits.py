@@ -591,6 +591,7 @@ def test_importing_the_core_and_sources_loads_no_network_or_framework_module() -
         "import sys\n"
         "import mauth_client.key_source, mauth_client.authenticator, mauth_client.key_holder\n"
         "import mauth_client.lambda_authenticator, mauth_client.middlewares, mauth_client.config\n"
+        "import mauth_client.server, mauth_client.client\n"
         "heavy = ('requests', 'boto3', 'botocore', 'flask', 'django', 'httpx', 'starlette', 'aiohttp')\n"
         "print(','.join(name for name in heavy if name in sys.modules))\n"
     )
