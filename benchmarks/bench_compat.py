@@ -203,7 +203,9 @@ def main() -> None:
         lam = bench_lambda(service, pem)
     c = bench_constructor(pem, args.upstream_python)
 
-    print(f"RSA-2048, V2, POST {URL}, body {len(BODY)} bytes; best of 31 interleaved rounds of 200 calls")
+    print(
+        f"RSA-2048, V2, POST {URL}, body {len(BODY)} bytes; best of 31 interleaved rounds of 200 calls"
+    )
     print(f"raw SHA-512(body) + RSA verify          {r['raw']:8.1f} us")
     print(
         f"LocalAuthenticator(...).is_authentic()   {r['compat']:8.1f} us  "
