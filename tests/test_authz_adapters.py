@@ -248,10 +248,10 @@ def test_wsgi_error_detail_off_from_the_environment(
     service: LocalMAuthService, me: AppIdentity, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("MAUTH_ERROR_DETAIL", "false")
-    app = MAuthWSGIMiddleware(wsgi_app, authenticator=None, config=None)
     monkeypatch.setenv("APP_UUID", me.app_uuid)
     monkeypatch.setenv("MAUTH_PRIVATE_KEY", me.private_key)
     monkeypatch.setenv("MAUTH_URL", service.url)
+    app = MAuthWSGIMiddleware(wsgi_app)
     with werkzeug_server(app) as url:
         answer = requests.get(f"{url}/x", timeout=10)
     assert answer.status_code == 401
