@@ -1,45 +1,160 @@
-"""MAuth for ``httpx``, sync and async clients alike (one ``auth_flow``).
+"""MAuth for ``httpx``, sync and async clients alike.
 
     httpx.Client(auth=MAuthHttpx(app_uuid, private_key_pem, "v1,v2"))
 
-httpx hands an ``Auth`` the whole request body (``requires_request_body``), so a
-streamed body is read into memory here; use ``requests`` + ``MAuth`` to sign very
-large uploads in constant memory. Response authentication reads the response body.
+An in-memory body is signed as it is. A streamed body (a generator, an async
+generator, a multipart upload) is never held in memory: it is hashed while it is
+spooled (in memory up to 1 MiB, past that to a temporary file), then sent sized
+from the spool. Response authentication reads the response body.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Generator
-from typing import Any
+import tempfile
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
+from typing import IO, Any
 
 import anyio
 import httpx
 
 from .authenticator import AuthResult
+from .body import DEFAULT_SPOOL_THRESHOLD, iter_chunks
 from .client import SigningClientAuth
+from .exceptions import BodyReadError
 from .signable import RequestSignable
+
+SEND_CHUNK = 1024 * 1024  # what a spooled body is read back in, per send
+
+
+class SpooledBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body spooled to a temporary file, sent from its start each time it is
+    iterated (httpx re-sends the same stream on a 307/308 redirect). The file is
+    closed by :meth:`close`, or when the stream is garbage-collected."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self.file = file
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while chunk := self.file.read(SEND_CHUNK):
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        await anyio.to_thread.run_sync(self.file.seek, 0)
+        while chunk := await anyio.to_thread.run_sync(self.file.read, SEND_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+    async def aclose(self) -> None:
+        self.file.close()
+
+
+def _tee(chunks: Iterable[bytes], spool: _Spool) -> Iterator[bytes]:
+    """Yield ``chunks``, writing each to ``spool`` on the way."""
+    for chunk in chunks:
+        spool.add(chunk)
+        yield chunk
 
 
 class MAuthHttpx(SigningClientAuth, httpx.Auth):
     """An ``httpx.Auth`` that signs each request with MAuth; arguments as
     :class:`~mauth_client.client.SigningClientAuth`. A good response's signer is in
-    ``response.extensions["mauth_app_uuid"]``."""
+    ``response.extensions["mauth_app_uuid"]``. Streamed bodies above
+    ``spool_threshold`` bytes go to a temporary file while they are signed."""
 
-    requires_request_body = True
+    # The flows below read the body themselves, in bounded memory; httpx's own
+    # ``requires_request_body`` would read a streamed body whole into memory.
+    requires_request_body = False
+    spool_threshold = DEFAULT_SPOOL_THRESHOLD
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.requires_response_body = self._checker is not None
 
-    def _make_headers(self, request: httpx.Request) -> dict[str, str]:
+    # -- request body -------------------------------------------------------------
+
+    def _signable(self, request: httpx.Request, body: Any) -> RequestSignable:
         # raw_path is the path and query exactly as they go on the wire.
         target = request.url.raw_path.decode("ascii")
-        return self.signer.signed_headers(
-            RequestSignable(method=request.method, url=target, body=request.content)
+        return RequestSignable(method=request.method, url=target, body=body)
+
+    def _sign_body(self, request: httpx.Request) -> None:
+        """Sign ``request``; a streamed body is hashed while it is spooled (one pass)."""
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):  # in memory: request.content is set
+            body: Any = request.content
+        elif isinstance(stream, SpooledBody):  # ours already (the same request again)
+            body = stream.file
+        else:
+            if not isinstance(stream, httpx.SyncByteStream):
+                raise TypeError(
+                    "an async body (async generator) needs httpx.AsyncClient; "
+                    "httpx.Client can only send a sync iterable"
+                )
+            # The signer pulls the chunks through _tee, computing the V1 and V2
+            # hashes in that one pass, and _tee stores each chunk in the spool.
+            spool = _Spool(self.spool_threshold)
+            try:
+                chunks = _tee(iter_chunks(stream), spool)
+                headers = self.signer.signed_headers(self._signable(request, chunks))
+                self._use_spool(request, spool.finish())
+            except BaseException:
+                spool.discard()
+                raise
+            request.headers.update(headers)
+            return
+        request.headers.update(self.signer.signed_headers(self._signable(request, body)))
+
+    async def _asign_body(self, request: httpx.Request) -> None:
+        """As :meth:`_sign_body` for an async body: spooled by the event loop, with the
+        file writes and then the hashing in a worker thread."""
+        stream = request.stream
+        if isinstance(stream, (httpx.ByteStream, SpooledBody)) or not isinstance(
+            stream, httpx.AsyncByteStream
+        ):
+            self._sign_body(request)
+            return
+        spool = _AsyncSpool(self.spool_threshold)
+        try:
+            try:
+                async for chunk in stream:
+                    await spool.aadd(_as_bytes(chunk))
+            except (BodyReadError, anyio.get_cancelled_exc_class()):
+                raise
+            except Exception as exc:
+                raise BodyReadError(f"reading the body failed: {type(exc).__name__}") from exc
+            self._use_spool(request, await spool.afinish())
+        except BaseException:
+            spool.discard()  # nothing is left open when the upload fails or is cancelled
+            raise
+        request.headers.update(
+            await anyio.to_thread.run_sync(
+                self.signer.signed_headers,
+                self._signable(request, _spooled_file_or_bytes(request)),
+            )
         )
 
+    @staticmethod
+    def _use_spool(request: httpx.Request, spooled: bytes | IO[bytes]) -> None:
+        """Send ``spooled`` as the request's body, sized (no chunked encoding)."""
+        request.headers.pop("Transfer-Encoding", None)
+        if isinstance(spooled, bytes):
+            request.stream = httpx.ByteStream(spooled)
+            request._content = spooled  # what Request.read() sets for in-memory bodies
+            size = len(spooled)
+        else:
+            size = spooled.seek(0, 2)
+            spooled.seek(0)
+            request.stream = SpooledBody(spooled, size)
+        request.headers["Content-Length"] = str(size)
+
+    # -- flows ----------------------------------------------------------------------
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        request.headers.update(self._make_headers(request))
+        self._sign_body(request)
         response = yield request
         if self._checker is not None:
             self._record(
@@ -52,8 +167,7 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """As :meth:`auth_flow`, but the response check (which may fetch a key from the
         MAuth service) runs in a worker thread, so the event loop is never blocked."""
-        await request.aread()
-        request.headers.update(self._make_headers(request))
+        await self._asign_body(request)
         response = yield request
         if self._checker is not None:
             await response.aread()
@@ -66,3 +180,70 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     def _record(response: httpx.Response, result: AuthResult) -> None:
         response.extensions["mauth_app_uuid"] = result.app_uuid
         response.extensions["mauth_protocol_version"] = result.protocol_version
+
+
+def _spooled_file_or_bytes(request: httpx.Request) -> Any:
+    stream = request.stream
+    return stream.file if isinstance(stream, SpooledBody) else request.content
+
+
+class _Spool:
+    """Collects a body: bytes up to ``threshold``, past it a temporary file (as
+    :func:`mauth_client.body.spool_body`, but fed chunk by chunk)."""
+
+    def __init__(self, threshold: int) -> None:
+        self.threshold = threshold
+        self.buffer = bytearray()
+        self.file: IO[bytes] | None = None
+
+    def add(self, chunk: bytes) -> None:
+        if self.file is not None:
+            self.file.write(chunk)
+            return
+        self.buffer += chunk
+        if len(self.buffer) > self.threshold:
+            self.file = tempfile.TemporaryFile()  # noqa: SIM115 - becomes the SpooledBody
+            self.file.write(self.buffer)
+            self.buffer = bytearray()
+
+    def finish(self) -> bytes | IO[bytes]:
+        if self.file is None:
+            return bytes(self.buffer)
+        return self.file
+
+    def discard(self) -> None:
+        if self.file is not None:
+            self.file.close()
+
+
+class _AsyncSpool(_Spool):
+    """A :class:`_Spool` for the event loop: chunks are batched to about 1 MiB and each
+    batch is written from a worker thread."""
+
+    def __init__(self, threshold: int) -> None:
+        super().__init__(threshold)
+        self.pending = bytearray()
+
+    async def aadd(self, chunk: bytes) -> None:
+        self.pending += chunk
+        if len(self.pending) >= SEND_CHUNK:
+            await self._flush()
+
+    async def _flush(self) -> None:
+        data, self.pending = bytes(self.pending), bytearray()
+        await anyio.to_thread.run_sync(self.add, data)
+
+    async def afinish(self) -> bytes | IO[bytes]:
+        if self.pending:
+            await self._flush()
+        return self.finish()
+
+
+def _as_bytes(chunk: object) -> bytes:
+    if isinstance(chunk, bytes):
+        return chunk
+    if isinstance(chunk, (bytearray, memoryview)):
+        return bytes(chunk)
+    if isinstance(chunk, str):
+        return chunk.encode("utf-8")
+    raise BodyReadError(f"a streamed body yielded {type(chunk).__name__}; expected bytes (or str)")
