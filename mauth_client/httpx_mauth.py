@@ -81,6 +81,10 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         target = request.url.raw_path.decode("ascii")
         return RequestSignable(method=request.method, url=target, body=body)
 
+    def _make_headers(self, request: httpx.Request) -> dict[str, str]:
+        """The MAuth headers for a request whose body is in memory."""
+        return self.signer.signed_headers(self._signable(request, request.content))
+
     def _sign_body(self, request: httpx.Request) -> None:
         """Sign ``request``; a streamed body is hashed while it is spooled (one pass)."""
         stream = request.stream
