@@ -7,7 +7,7 @@
     mauth_required = MAuthRequired(app_uuids={"..."})
 
     @app.post("/orders")
-    async def create(caller: MAuthCaller = Depends(mauth_required)) -> dict:
+    async def create(caller: Annotated[MAuthCaller, Depends(mauth_required)]) -> dict:
         return {"caller": caller.app_uuid}
 
 The dependency reads the body through ``await request.body()``, which Starlette

@@ -10,7 +10,6 @@ from the spool. Response authentication reads the response body.
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
 from typing import IO, Any
 
@@ -22,8 +21,7 @@ from .body import DEFAULT_SPOOL_THRESHOLD, iter_chunks
 from .client import SigningClientAuth
 from .exceptions import BodyReadError
 from .signable import RequestSignable
-
-SEND_CHUNK = 1024 * 1024  # what a spooled body is read back in, per send
+from .spool import SEND_CHUNK, AsyncSpool, Spool, as_bytes
 
 
 class SpooledBody(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -52,7 +50,7 @@ class SpooledBody(httpx.SyncByteStream, httpx.AsyncByteStream):
         self.file.close()
 
 
-def _tee(chunks: Iterable[bytes], spool: _Spool) -> Iterator[bytes]:
+def _tee(chunks: Iterable[bytes], spool: Spool) -> Iterator[bytes]:
     """Yield ``chunks``, writing each to ``spool`` on the way."""
     for chunk in chunks:
         spool.add(chunk)
@@ -100,7 +98,7 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
                 )
             # The signer pulls the chunks through _tee, computing the V1 and V2
             # hashes in that one pass, and _tee stores each chunk in the spool.
-            spool = _Spool(self.spool_threshold)
+            spool = Spool(self.spool_threshold)
             try:
                 chunks = _tee(iter_chunks(stream), spool)
                 headers = self.signer.signed_headers(self._signable(request, chunks))
@@ -121,11 +119,11 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         ):
             self._sign_body(request)
             return
-        spool = _AsyncSpool(self.spool_threshold)
+        spool = AsyncSpool(self.spool_threshold)
         try:
             try:
                 async for chunk in stream:
-                    await spool.aadd(_as_bytes(chunk))
+                    await spool.aadd(as_bytes(chunk))
             except (BodyReadError, anyio.get_cancelled_exc_class()):
                 raise
             except Exception as exc:
@@ -189,65 +187,3 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
 def _spooled_file_or_bytes(request: httpx.Request) -> Any:
     stream = request.stream
     return stream.file if isinstance(stream, SpooledBody) else request.content
-
-
-class _Spool:
-    """Collects a body: bytes up to ``threshold``, past it a temporary file (as
-    :func:`mauth_client.body.spool_body`, but fed chunk by chunk)."""
-
-    def __init__(self, threshold: int) -> None:
-        self.threshold = threshold
-        self.buffer = bytearray()
-        self.file: IO[bytes] | None = None
-
-    def add(self, chunk: bytes) -> None:
-        if self.file is not None:
-            self.file.write(chunk)
-            return
-        self.buffer += chunk
-        if len(self.buffer) > self.threshold:
-            self.file = tempfile.TemporaryFile()  # noqa: SIM115 - becomes the SpooledBody
-            self.file.write(self.buffer)
-            self.buffer = bytearray()
-
-    def finish(self) -> bytes | IO[bytes]:
-        if self.file is None:
-            return bytes(self.buffer)
-        return self.file
-
-    def discard(self) -> None:
-        if self.file is not None:
-            self.file.close()
-
-
-class _AsyncSpool(_Spool):
-    """A :class:`_Spool` for the event loop: chunks are batched to about 1 MiB and each
-    batch is written from a worker thread."""
-
-    def __init__(self, threshold: int) -> None:
-        super().__init__(threshold)
-        self.pending = bytearray()
-
-    async def aadd(self, chunk: bytes) -> None:
-        self.pending += chunk
-        if len(self.pending) >= SEND_CHUNK:
-            await self._flush()
-
-    async def _flush(self) -> None:
-        data, self.pending = bytes(self.pending), bytearray()
-        await anyio.to_thread.run_sync(self.add, data)
-
-    async def afinish(self) -> bytes | IO[bytes]:
-        if self.pending:
-            await self._flush()
-        return self.finish()
-
-
-def _as_bytes(chunk: object) -> bytes:
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, (bytearray, memoryview)):
-        return bytes(chunk)
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    raise BodyReadError(f"a streamed body yielded {type(chunk).__name__}; expected bytes (or str)")
