@@ -6,8 +6,6 @@ on 127.0.0.1; each must answer with the same status and the same
 ``{"errors": {"mauth": [message]}}`` as the reference.
 """
 
-from __future__ import annotations
-
 import json
 import re
 import socket
