@@ -103,8 +103,12 @@ class MAuthClientMiddleware(SigningClientAuth):
             signable = RequestSignable(method=request.method, url=target, body=data)
             request.headers.update(self.signer.signed_headers(signable))
             return
+        sized = body.size is not None
         spooled = await _spool_payload(body, self.spool_threshold)
-        await request.update_body(spooled)  # sized now: sent with a Content-Length
+        if not sized:  # a generator went chunked; from the spool it is sent sized
+            request.headers.pop("Transfer-Encoding", None)
+            request.chunked = None  # aiohttp chunks whenever this is not None
+        await request.update_body(spooled)
         signable = RequestSignable(method=request.method, url=target, body=spooled)
         headers = (
             await anyio.to_thread.run_sync(self.signer.signed_headers, signable)
