@@ -186,7 +186,11 @@ def test_responses_are_signed_and_authenticated(
 
 def test_unsigned_response_raises(service: LocalMAuthService, caller: AppIdentity) -> None:
     app = web.Application()
-    app.router.add_get("/", lambda request: web_response(b"not signed"))
+
+    async def unsigned(request: web.Request) -> web.Response:
+        return web.Response(body=b"not signed")
+
+    app.router.add_get("/", unsigned)
     config = service.config_for(caller)
 
     async def run() -> None:
@@ -195,10 +199,6 @@ def test_unsigned_response_raises(service: LocalMAuthService, caller: AppIdentit
 
     with aiohttp_server(app) as base, pytest.raises(InauthenticError, match="No mAuth signature"):
         asyncio.run(run())
-
-
-async def web_response(body: bytes) -> web.Response:
-    return web.Response(body=body)
 
 
 def test_streamed_response_goes_unsigned_with_a_warning(
