@@ -134,6 +134,11 @@ CASES: dict[str, Case] = {
     "not allowed": lambda c, s: (signed_head(s, "POST", "/x", b"{}"), b"{}"),
     "allowed": lambda c, s: (signed_head(c, "POST", "/x?a=1&b=%20", b"{}"), b"{}"),
     "percent-encoded path": lambda c, s: (signed_head(c, "POST", "/caf%C3%A9/a%2Fb", b"1"), b"1"),
+    "broken percent-escapes": lambda c, s: (signed_head(c, "GET", "/a%zz%?%zz&=%&==", b""), b""),
+    "empty app uuid": lambda c, s: (
+        b"GET /x HTTP/1.1\r\nMCC-Authentication: MWSV2 :c2ln;\r\nMCC-Time: 1",
+        b"",
+    ),
 }
 
 
@@ -145,7 +150,7 @@ def test_every_async_adapter_answers_like_the_asgi_middleware(
     head, body = CASES[case](caller, stranger)
     answers = {name: raw_request(servers[name], head, body) for name in ADAPTERS}
     reference = answers["asgi-middleware"]
-    if case in ("allowed", "percent-encoded path"):
+    if case in ("allowed", "percent-encoded path", "broken percent-escapes"):
         assert reference == (200, {"app_uuid": caller.app_uuid})
     elif case == "not allowed":
         assert reference[0] == 403
@@ -155,4 +160,10 @@ def test_every_async_adapter_answers_like_the_asgi_middleware(
         assert reference[0] == 401, reference
         assert reference[1]["errors"]["mauth"][0]
     for name in ADAPTERS[1:]:
-        assert answers[name] == reference, (name, answers)
+        assert normal(answers[name]) == normal(reference), (name, answers)
+
+
+def normal(answer: tuple[int, Any]) -> str:
+    """The answer with long numbers (a signature's age in seconds) blanked: the servers
+    answer a second apart at most."""
+    return re.sub(r"\d{6,}", "N", json.dumps(answer))
