@@ -320,3 +320,40 @@ def test_client_disconnect_during_the_body_leaves_no_task(
         time.sleep(0.05)
     assert tasks_of(app) == []
     assert httpx.get(f"{base}/app_status", timeout=10).status_code == 200  # still serving
+
+
+def test_cancelled_upload_leaves_no_task_or_spool_file(
+    server: tuple[str, web.Application], caller: AppIdentity
+) -> None:
+    import gc
+    import os
+
+    base, _ = server
+
+    def open_fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    async def run() -> tuple[list[Any], int]:
+        begun = asyncio.Event()
+
+        async def slow() -> AsyncIterator[bytes]:
+            for _ in range(1000):
+                yield b"y" * (512 * 1024)
+                begun.set()
+                await asyncio.sleep(0.01)
+
+        async with session(caller) as client:
+            before = open_fds()
+            task = asyncio.create_task(client.post(f"{base}/up", data=slow()))
+            await begun.wait()
+            await asyncio.sleep(0.1)  # a few MiB in: the spool file is open
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            gc.collect()
+            left_fds = open_fds() - before
+        return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()], left_fds
+
+    tasks, left_fds = asyncio.run(run())
+    assert tasks == []
+    assert left_fds <= 0
