@@ -304,3 +304,25 @@ def test_cancelled_request_during_a_key_fetch_leaves_no_task_or_lock(
         left, second = asyncio.run(run())
     assert left == []
     assert second[0]["status"] == 200
+
+
+def test_plain_starlette_endpoint(dependency: MAuthRequired, caller: AppIdentity) -> None:
+    """Without FastAPI's injection: await the dependency in a Starlette endpoint."""
+    from starlette.applications import Starlette
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    async def endpoint(request: Request) -> JSONResponse:
+        who = await dependency(request)
+        assert who is not None
+        return JSONResponse({"caller": who.app_uuid, "body": (await request.json())})
+
+    app = Starlette(routes=[Route("/s", endpoint, methods=["POST"])])
+    install(app)
+    client = TestClient(app)
+    signed = client.post(
+        "/s", json={"k": 1}, auth=MAuthHttpx(caller.app_uuid, caller.private_key, "v1")
+    )
+    assert signed.json() == {"caller": caller.app_uuid, "body": {"k": 1}}
+    unsigned = client.post("/s", json={"k": 1})
+    assert unsigned.status_code == 401 and unsigned.json()["errors"]["mauth"]
