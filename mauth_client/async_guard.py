@@ -75,8 +75,11 @@ def _is_cached(source: Any, app_uuid: str) -> bool:
     if callable(probe):
         return bool(probe(app_uuid))
     if isinstance(source, LocalKeySource):
-        entry = source._keys.get(app_uuid)
-        if entry is not None and entry.expires_at > source._clock():
-            return True
-        return app_uuid in source._unknown
+        try:  # its cache, read as its own hot path reads it (a dict get, no lock)
+            entry = source._keys.get(app_uuid)
+            if entry is not None and entry.expires_at > source._clock():
+                return True
+            return app_uuid in source._unknown
+        except (AttributeError, TypeError):  # a cache of another shape: ask a thread
+            return False
     return False
