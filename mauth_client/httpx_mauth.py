@@ -10,15 +10,7 @@ from the spool. Response authentication reads the response body.
 
 from __future__ import annotations
 
-from collections.abc import (
-    AsyncGenerator,
-    AsyncIterator,
-    Callable,
-    Coroutine,
-    Generator,
-    Iterable,
-    Iterator,
-)
+from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
 from typing import IO, Any
 
 import anyio
@@ -27,8 +19,9 @@ import httpx
 from .authenticator import AuthResult
 from .body import DEFAULT_SPOOL_THRESHOLD, iter_chunks
 from .client import SigningClientAuth
+from .exceptions import BodyReadError
 from .signable import RequestSignable
-from .spool import SEND_CHUNK, Spool, as_bytes
+from .spool import SEND_CHUNK, AsyncSpool, Spool, as_bytes
 
 
 class SpooledBody(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -118,33 +111,36 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         request.headers.update(self.signer.signed_headers(self._signable(request, body)))
 
     async def _asign_body(self, request: httpx.Request) -> None:
-        """As :meth:`_sign_body` for an async body, in one pass too: a worker thread
-        hashes and spools while the event loop reads the body's chunks for it, about
-        1 MiB per hop (:func:`_batches`), so the loop never hashes or writes a file."""
+        """As :meth:`_sign_body` for an async body: spooled by the event loop (the
+        file writes in a worker thread, about 1 MiB each), then hashed from the spool
+        in a worker thread, so the loop never hashes or writes a file. (Not one pass
+        as in the sync flow: a thread pulling chunks from the loop could outlive a
+        cancelled request; re-reading the just-written spool costs little.)"""
         stream = request.stream
         if isinstance(stream, (httpx.ByteStream, SpooledBody)) or not isinstance(
             stream, httpx.AsyncByteStream
         ):
             self._sign_body(request)
             return
-        spool = Spool(self.spool_threshold)
-        next_batch = _batches(stream)
-
-        def sign_while_spooling() -> dict[str, str]:
-            def chunks() -> Iterator[bytes]:
-                while batch := anyio.from_thread.run(next_batch):
-                    spool.add(batch)
-                    yield batch
-
-            return self.signer.signed_headers(self._signable(request, chunks()))
-
+        spool = AsyncSpool(self.spool_threshold)
         try:
-            headers = await anyio.to_thread.run_sync(sign_while_spooling)
-            self._use_spool(request, spool.finish())
+            try:
+                async for chunk in stream:
+                    await spool.aadd(as_bytes(chunk))
+            except (BodyReadError, anyio.get_cancelled_exc_class()):
+                raise
+            except Exception as exc:
+                raise BodyReadError(f"reading the body failed: {type(exc).__name__}") from exc
+            self._use_spool(request, await spool.afinish())
         except BaseException:
             spool.discard()  # nothing is left open when the upload fails or is cancelled
             raise
-        request.headers.update(headers)
+        request.headers.update(
+            await anyio.to_thread.run_sync(
+                self.signer.signed_headers,
+                self._signable(request, _spooled_file_or_bytes(request)),
+            )
+        )
 
     @staticmethod
     def _use_spool(request: httpx.Request, spooled: bytes | IO[bytes]) -> None:
@@ -191,19 +187,6 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         response.extensions["mauth_protocol_version"] = result.protocol_version
 
 
-def _batches(stream: httpx.AsyncByteStream) -> Callable[[], Coroutine[Any, Any, bytes]]:
-    """A coroutine function giving the next ~1 MiB of ``stream`` (b"" at its end), for a
-    worker thread to call through ``anyio.from_thread.run``."""
-    chunks = stream.__aiter__()
-
-    async def next_batch() -> bytes:
-        batch = bytearray()
-        while len(batch) < SEND_CHUNK:
-            try:
-                chunk = await chunks.__anext__()
-            except StopAsyncIteration:
-                break
-            batch += as_bytes(chunk)
-        return bytes(batch)
-
-    return next_batch
+def _spooled_file_or_bytes(request: httpx.Request) -> Any:
+    stream = request.stream
+    return stream.file if isinstance(stream, SpooledBody) else request.content

@@ -203,10 +203,10 @@ def test_cancelled_async_upload_leaves_no_task_or_file(url: str, caller: AppIden
                 await task
         gc.collect()
         others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-        return len(others), _open_fds() - before
+        return [repr(t)[:300] for t in others], _open_fds() - before
 
     tasks_left, fds_left = asyncio.run(run())
-    assert tasks_left == 0
+    assert tasks_left == [], tasks_left
     assert fds_left <= 0
 
 
