@@ -21,9 +21,14 @@ import logging
 from collections.abc import Callable, Collection
 from typing import IO, Any
 
-import anyio
-from aiohttp import ClientRequest, ClientResponse, payload, web
-from aiohttp.client_middlewares import ClientHandlerType
+from ._optional import missing_extra
+
+try:
+    import anyio
+    from aiohttp import ClientRequest, ClientResponse, payload, web
+    from aiohttp.client_middlewares import ClientHandlerType
+except ImportError as exc:  # the aiohttp extra (aiohttp 3.12+, anyio) is not installed
+    raise missing_extra(__name__, "aiohttp", exc) from exc
 
 from .async_guard import check_request
 from .authenticator import Authenticator

@@ -27,9 +27,15 @@ import logging
 from collections.abc import Collection, MutableMapping
 from typing import Any, NamedTuple
 
-from starlette.exceptions import HTTPException
-from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
+from ._optional import missing_extra
+
+try:
+    import anyio  # noqa: F401 - what async_guard needs, named here for the error below
+    from starlette.exceptions import HTTPException
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import Response
+except ImportError as exc:  # the fastapi extra is not installed
+    raise missing_extra(__name__, "fastapi", exc) from exc
 
 from .async_guard import check_request
 from .authenticator import Authenticator

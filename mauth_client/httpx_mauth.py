@@ -13,8 +13,13 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
 from typing import IO, Any
 
-import anyio
-import httpx
+from ._optional import missing_extra
+
+try:
+    import anyio
+    import httpx
+except ImportError as exc:  # the httpx extra is not installed
+    raise missing_extra(__name__, "httpx", exc) from exc
 
 from .authenticator import AuthResult
 from .body import DEFAULT_SPOOL_THRESHOLD, iter_chunks
