@@ -1,4 +1,4 @@
-"""MAuth for ``httpx``, sync and async clients alike.
+"""MAuth for ``httpx``, sync and async clients alike (one ``auth_flow``).
 
     httpx.Client(auth=MAuthHttpx(app_uuid, private_key_pem, "v1,v2"))
 
@@ -6,11 +6,20 @@ An in-memory body is signed as it is. A streamed body (a generator, an async
 generator, a multipart upload) is never held in memory: it is hashed while it is
 spooled (in memory up to 1 MiB, past that to a temporary file), then sent sized
 from the spool. Response authentication reads the response body.
+
+Redirects: an ``httpx.Auth`` runs once per ``send``; a client that follows redirects
+copies the signed headers onto every hop itself, to any origin. Build the client with
+:meth:`MAuthHttpx.client` / :meth:`MAuthHttpx.async_client` (or pass
+``event_hooks=auth.event_hooks`` / ``auth.async_event_hooks``): the hook removes the
+MAuth headers from a hop to another origin and signs a same-origin hop afresh.
+Without it a followed redirect is logged as a WARNING (once per auth).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterator, Generator, Iterable, Iterator
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
+from dataclasses import dataclass
 from typing import IO, Any
 
 from ._optional import missing_extra
@@ -23,10 +32,23 @@ except ImportError as exc:  # the httpx extra is not installed
 
 from .authenticator import AuthResult
 from .body import DEFAULT_SPOOL_THRESHOLD, iter_chunks
-from .client import SigningClientAuth
+from .client import SigningClientAuth, same_origin, strip_mauth_headers
 from .exceptions import BodyReadError
 from .signable import RequestSignable
 from .spool import SEND_CHUNK, AsyncSpool, Spool, as_bytes
+
+logger = logging.getLogger("mauth_client")
+_MARK = "mauth_signed"  # the request extension the redirect hook reads
+
+
+@dataclass
+class _Mark:
+    """What the auth flow signed, carried along the redirect chain in ``request.extensions``
+    (httpx hands the same dict to every hop)."""
+
+    url: str
+    request_id: int
+    hooked: bool = False
 
 
 class SpooledBody(httpx.SyncByteStream, httpx.AsyncByteStream):
@@ -76,6 +98,70 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.requires_response_body = self._checker is not None
+        self._warned_unhooked = False
+
+    # --- clients with the redirect hook -----------------------------------------------
+
+    @property
+    def event_hooks(self) -> dict[str, list[Callable[..., Any]]]:
+        """``httpx.Client(event_hooks=...)`` value with the redirect hook."""
+        return {"request": [self.redirect_hook], "response": []}
+
+    @property
+    def async_event_hooks(self) -> dict[str, list[Callable[..., Any]]]:
+        """``httpx.AsyncClient(event_hooks=...)`` value with the redirect hook."""
+        return {"request": [self.async_redirect_hook], "response": []}
+
+    def client(self, **kwargs: Any) -> httpx.Client:
+        """An ``httpx.Client`` using this auth, with the redirect hook added to any
+        ``event_hooks`` given."""
+        kwargs["event_hooks"] = _merged(kwargs.get("event_hooks"), self.event_hooks)
+        return httpx.Client(auth=self, **kwargs)
+
+    def async_client(self, **kwargs: Any) -> httpx.AsyncClient:
+        """As :meth:`client`, for ``httpx.AsyncClient``."""
+        kwargs["event_hooks"] = _merged(kwargs.get("event_hooks"), self.async_event_hooks)
+        return httpx.AsyncClient(auth=self, **kwargs)
+
+    def redirect_hook(self, request: httpx.Request) -> None:
+        """A request event hook: strip or re-sign the MAuth headers of a redirect hop."""
+        mark = self._hop(request)
+        if mark is not None:
+            strip_mauth_headers(request.headers)
+            if same_origin(str(request.url), mark.url):
+                self._sign_body(request)  # a spooled body is hashed from its file
+
+    async def async_redirect_hook(self, request: httpx.Request) -> None:
+        """As :meth:`redirect_hook`, for ``httpx.AsyncClient``."""
+        mark = self._hop(request)
+        if mark is not None:
+            strip_mauth_headers(request.headers)
+            if same_origin(str(request.url), mark.url):
+                await self._asign_body(request)
+
+    @staticmethod
+    def _hop(request: httpx.Request) -> _Mark | None:
+        """The mark of a signed chain when ``request`` is one of its redirect hops."""
+        mark = request.extensions.get(_MARK)
+        if not isinstance(mark, _Mark):
+            return None
+        mark.hooked = True
+        return None if mark.request_id == id(request) else mark
+
+    @staticmethod
+    def _mark(request: httpx.Request) -> None:
+        request.extensions[_MARK] = _Mark(str(request.url), id(request))
+
+    def _check_hops(self, request: httpx.Request, response: httpx.Response) -> None:
+        mark = request.extensions.get(_MARK)
+        unhooked = isinstance(mark, _Mark) and not mark.hooked
+        if response.history and unhooked and not self._warned_unhooked:
+            self._warned_unhooked = True
+            logger.warning(
+                "httpx followed a redirect carrying the MAuth headers of the first "
+                "request, to whatever origin it named: build the client with "
+                "MAuthHttpx.client() or event_hooks=auth.event_hooks"
+            )
 
     # -- request body -------------------------------------------------------------
 
@@ -91,8 +177,8 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     def _sign_body(self, request: httpx.Request) -> None:
         """Sign ``request``; a streamed body is hashed while it is spooled (one pass)."""
         stream = request.stream
-        if isinstance(stream, httpx.ByteStream):  # in memory: request.content is set
-            body: Any = request.content
+        if isinstance(stream, httpx.ByteStream):  # in memory (a redirect hop: not read yet)
+            body: Any = request.read()
         elif isinstance(stream, SpooledBody):  # ours already (the same request again)
             body = stream.file
         else:
@@ -122,9 +208,10 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         as in the sync flow: a thread pulling chunks from the loop could outlive a
         cancelled request; re-reading the just-written spool costs little.)"""
         stream = request.stream
-        if isinstance(stream, (httpx.ByteStream, SpooledBody)) or not isinstance(
-            stream, httpx.AsyncByteStream
-        ):
+        if isinstance(stream, SpooledBody):  # a redirect hop: hash the file off the loop
+            await anyio.to_thread.run_sync(self._sign_body, request)
+            return
+        if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
             self._sign_body(request)
             return
         spool = AsyncSpool(self.spool_threshold)
@@ -165,7 +252,9 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
 
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
         self._sign_body(request)
+        self._mark(request)
         response = yield request
+        self._check_hops(request, response)
         if self._checker is not None:
             self._record(
                 response,
@@ -178,7 +267,9 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         """As :meth:`auth_flow`, but the response check (which may fetch a key from the
         MAuth service) runs in a worker thread, so the event loop is never blocked."""
         await self._asign_body(request)
+        self._mark(request)
         response = yield request
+        self._check_hops(request, response)
         if self._checker is not None:
             await response.aread()
             result = await anyio.to_thread.run_sync(
@@ -190,6 +281,16 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     def _record(response: httpx.Response, result: AuthResult) -> None:
         response.extensions["mauth_app_uuid"] = result.app_uuid
         response.extensions["mauth_protocol_version"] = result.protocol_version
+
+
+def _merged(
+    given: dict[str, list[Callable[..., Any]]] | None,
+    ours: dict[str, list[Callable[..., Any]]],
+) -> dict[str, list[Callable[..., Any]]]:
+    merged = {name: list(hooks) for name, hooks in (given or {}).items()}
+    for name, hooks in ours.items():
+        merged.setdefault(name, []).extend(hooks)
+    return merged
 
 
 def _spooled_file_or_bytes(request: httpx.Request) -> Any:
