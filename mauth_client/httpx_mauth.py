@@ -179,7 +179,8 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         stream = request.stream
         if isinstance(stream, httpx.ByteStream):  # in memory (a redirect hop: not read yet)
             body: Any = request.read()
-        elif isinstance(stream, SpooledBody):  # ours already (the same request again)
+        elif isinstance(stream, SpooledBody):  # ours already: a redirect hop sends it again
+            stream.file.seek(0)  # sending it left the file at its end
             body = stream.file
         else:
             if not isinstance(stream, httpx.SyncByteStream):

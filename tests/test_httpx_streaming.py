@@ -320,3 +320,40 @@ def test_large_generator_upload_uses_bounded_memory(
     added_mib = result["added"] / 2**20
     print(f"{mode}: {mib} MiB generator upload added {added_mib:.1f} MiB peak RSS")
     assert added_mib < 64  # before bounded streaming: about 250 MiB
+
+
+@pytest.mark.parametrize("mode", ["sync", "async"])
+def test_same_origin_redirect_re_signs_the_spooled_body(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity, mode: str
+) -> None:
+    """With the redirect hook (auth.client()), a 307 hop is signed afresh for its new path,
+    its spooled body hashed from the file: the middleware behind /new authenticates it."""
+
+    def redirecting(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/old":
+            get_input_stream(environ).read()
+            start_response("307 Temporary Redirect", [("Location", "/new")])
+            return [b""]
+        return hashing_app(environ, start_response)
+
+    app = MAuthWSGIMiddleware(redirecting, config=service.config_for(me), exempt={"/old"})
+    auth = MAuthHttpx(caller.app_uuid, caller.private_key, "v1,v2")
+    with werkzeug_server(app) as base:
+        if mode == "sync":
+            with auth.client(follow_redirects=True) as client:
+                answer = client.post(f"{base}/old", content=pattern(40))
+        else:
+
+            async def body() -> AsyncIterator[bytes]:
+                for chunk in pattern(40):
+                    yield chunk
+
+            async def run() -> httpx.Response:
+                async with auth.async_client(follow_redirects=True) as client:
+                    return await client.post(f"{base}/old", content=body())
+
+            answer = asyncio.run(run())
+    assert answer.status_code == 200, answer.text
+    assert answer.history[0].status_code == 307
+    assert answer.json()["app_uuid"] == caller.app_uuid
+    assert answer.json()["sha256"] == expected_sha256(40)
