@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Collection
+from contextvars import ContextVar
 from typing import IO, Any
 
 from ._optional import missing_extra
@@ -27,6 +28,7 @@ try:
     import anyio
     from aiohttp import ClientRequest, ClientResponse, payload, web
     from aiohttp.client_middlewares import ClientHandlerType
+    from yarl import URL
 except ImportError as exc:  # the aiohttp extra (aiohttp 3.12+, anyio) is not installed
     raise missing_extra(__name__, "aiohttp", exc) from exc
 
@@ -66,6 +68,15 @@ PROTOCOL_VERSION = _request_key(ENV_PROTOCOL_VERSION, int)
 
 # -- client ----------------------------------------------------------------------------
 
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+# The origin a redirect just pointed to, when it is not the request's own: read by the
+# middleware call for the next hop, which aiohttp makes in the same task.
+_FOREIGN_HOP: ContextVar[str | None] = ContextVar("mauth_foreign_hop", default=None)
+
+
+def _origin(url: URL) -> str:
+    return f"{url.scheme}://{url.host}:{url.port}".lower()
+
 
 class _SpoolWriter:
     """The part of aiohttp's stream-writer interface a payload's ``write`` uses."""
@@ -93,8 +104,23 @@ class MAuthClientMiddleware(SigningClientAuth):
     spool_threshold = DEFAULT_SPOOL_THRESHOLD
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
-        await self.sign(request)
+        # aiohttp calls its middlewares again for each redirect hop, with a fresh
+        # request: a hop to the origin of the first request is signed for its own
+        # method, path and body; a hop to another origin goes unsigned, since a MAuth
+        # signature does not name the host and could be replayed against ours.
+        foreign = _FOREIGN_HOP.get()
+        if foreign is not None:
+            _FOREIGN_HOP.set(None)
+        if foreign is not None and _origin(request.url) == foreign:
+            logger.info("MAuth: a redirect to another origin (%s) is sent unsigned", foreign)
+        else:
+            await self.sign(request)
         response = await handler(request)
+        location = response.headers.get("Location")
+        if response.status in _REDIRECTS and location:
+            target = _origin(request.url.join(URL(location)))
+            if target != _origin(request.url):
+                _FOREIGN_HOP.set(target)
         if self._checker is not None:
             await self._authenticate(response)
         return response

@@ -360,3 +360,68 @@ def test_cancelled_upload_leaves_no_task_or_spool_file(
     tasks, left_fds = asyncio.run(run())
     assert tasks == []
     assert left_fds <= 0
+
+
+def test_redirects_are_signed_afresh_on_the_same_origin_only(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    """A hop to the first request's origin is signed for its own path (the protected
+    target authenticates it); a hop to another origin carries no MAuth header."""
+    seen_elsewhere: list[dict[str, str]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen_elsewhere.append({k.lower(): v for k, v in request.headers.items()})
+        return web.json_response({"elsewhere": True})
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", record)
+    with aiohttp_server(other) as elsewhere:
+
+        async def redirect(request: web.Request) -> web.Response:
+            await request.read()
+            target = "/target" if request.path == "/same" else f"{elsewhere}/target"
+            raise web.HTTPTemporaryRedirect(target)
+
+        middleware = MAuthWebMiddleware(exempt={"/same", "/away"}, config=service.config_for(me))
+        app = make_app(middleware)
+        app.router.add_post("/same", redirect)
+        app.router.add_post("/away", redirect)
+        with aiohttp_server(app) as base:
+
+            async def run() -> tuple[Any, Any]:
+                async with session(caller, "v1,v2") as client:
+                    async with client.post(f"{base}/same", data=b"payload") as answer:
+                        same = (answer.status, await answer.json(), len(answer.history))
+                    async with client.post(f"{base}/away", data=b"payload") as answer:
+                        away = (answer.status, await answer.json())
+                return same, away
+
+            same, away = asyncio.run(run())
+    assert same[0] == 200 and same[2] == 1
+    assert same[1]["app_uuid"] == caller.app_uuid and same[1]["path"] == "/target"
+    assert away == (200, {"elsewhere": True})
+    (headers,) = seen_elsewhere
+    assert not {"mcc-authentication", "mcc-time", "x-mws-authentication", "x-mws-time"} & set(
+        headers
+    ), headers
+
+
+def test_response_app_uuids_pins_the_signer(
+    server: tuple[str, web.Application],
+    service: LocalMAuthService,
+    me: AppIdentity,
+    caller: AppIdentity,
+) -> None:
+    base, _ = server
+    config = service.config_for(caller)
+
+    async def call(pinned: set[str]) -> Any:
+        async with (
+            session(caller, response_app_uuids=pinned, config=config) as client,
+            client.get(f"{base}/x") as answer,
+        ):
+            return answer.mauth_app_uuid  # type: ignore[attr-defined]
+
+    assert asyncio.run(call({me.app_uuid})) == me.app_uuid
+    with pytest.raises(InauthenticError, match="response_app_uuids"):
+        asyncio.run(call({service.new_app().app_uuid}))
