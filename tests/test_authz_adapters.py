@@ -36,6 +36,7 @@ if not settings.configured:
 from django.test import Client, override_settings
 
 from mauth_client.exceptions import ConfigurationError
+from mauth_client.fastapi_mauth import MAuthCaller
 from mauth_client.flask_authenticator import FlaskAuthenticator, requires_authentication
 from mauth_client.httpx_mauth import MAuthHttpx
 from mauth_client.lambda_authenticator import authenticate_event
@@ -524,3 +525,70 @@ def test_lambda_event_error_detail_and_permissions(
     assert tuple(unsigned) == (False, 401, "authentication failed")
     not_http = authenticate_event({"source": "aws.events"}, config=config)
     assert tuple(not_http) == (False, 401, "authentication failed")
+
+
+# --- FastAPI and aiohttp: rules through a shared guard ------------------------------------
+
+
+def test_fastapi_dependency_with_a_guard_holding_rules(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    """The dependency's own permission options are not there yet; a ``guard=`` built with
+    rules already enforces them (uvicorn on 127.0.0.1)."""
+    from fastapi import Depends, FastAPI
+
+    from mauth_client.fastapi_mauth import MAuthRequired, install
+    from mauth_client.server import RequestGuard
+
+    guard = RequestGuard(
+        config=service.config_for(me, permissions={caller.app_uuid: ["studies:write"]}),
+        rules=RULES,
+    )
+    app = FastAPI()
+    install(app)
+    dependency = MAuthRequired(guard=guard)
+
+    @app.post("/studies/{study}")
+    async def create(study: str, who: MAuthCaller = Depends(dependency)) -> Any:  # noqa: B008
+        return {"caller": who.app_uuid}
+
+    @app.get("/admin/{page}")
+    async def admin(page: str, who: MAuthCaller = Depends(dependency)) -> Any:  # noqa: B008
+        return {"caller": who.app_uuid}
+
+    signer = MAuthHttpx(caller.app_uuid, caller.private_key, "v2")
+    with uvicorn_server(app) as url, httpx.Client(auth=signer, timeout=10) as client:
+        allowed = client.post(f"{url}/studies/1", content=b"{}")
+        assert allowed.status_code == 200, allowed.text
+        assert allowed.json() == {"caller": caller.app_uuid}
+        denied = client.get(f"{url}/admin/users")
+        assert denied.status_code == 403
+        assert errors(denied) == [f"app {caller.app_uuid} lacks the permission 'admin'"]
+        assert httpx.get(f"{url}/admin/users", timeout=10).status_code == 401
+
+
+def test_aiohttp_middleware_with_a_guard_holding_rules(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    from aiohttp import web
+
+    from mauth_client.aiohttp_mauth import MAuthWebMiddleware
+    from mauth_client.server import RequestGuard
+
+    from .async_servers import aiohttp_server
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    guard = RequestGuard(
+        config=service.config_for(me, permissions={caller.app_uuid: ["studies:write"]}),
+        rules=RULES,
+    )
+    app = web.Application(middlewares=[MAuthWebMiddleware(guard=guard)])
+    app.router.add_route("*", "/{tail:.*}", hello)
+    signer = MAuthHttpx(caller.app_uuid, caller.private_key, "v2")
+    with aiohttp_server(app) as url, httpx.Client(auth=signer, timeout=10) as client:
+        assert client.post(f"{url}/studies/1", content=b"{}").status_code == 200
+        denied = client.delete(f"{url}/admin/1")
+        assert denied.status_code == 403
+        assert "'admin'" in errors(denied)[0]
