@@ -7,7 +7,9 @@
 Each server is its own uvicorn process (one worker, 127.0.0.1, a free port): the app
 bare, the app wrapped in ``MAuthASGIMiddleware`` and, as a reference line, the app
 wrapped in upstream mauth-client 1.10.1's middleware (run by the Python of a separate
-virtual environment, since both packages are called ``mauth_client``). Both protected
+virtual environment, since both packages are called ``mauth_client``: the first of
+``benchmarks/.upstream-venv`` and ``/tmp/upstream-venv`` that exists, or
+``--upstream-python``; it needs ``uvicorn`` and ``starlette`` installed too). Both protected
 servers read the same environment (``APP_UUID``, ``PRIVATE_KEY``, ``MAUTH_URL``,
 ``MAUTH_API_VERSION``, ``MAUTH_MODE``) and fetch the caller's key from a
 :class:`~mauth_client.testing.LocalMAuthService` in this process; one warm-up
@@ -18,7 +20,10 @@ connections, raw sockets, one request in flight per connection) replaying reques
 signed (V2, a ~1 KB POST body) before each round, outside the timed loop. The
 servers are measured alternately, round after round, so every ratio compares
 figures taken under the same machine conditions. Throughput is the median over
-rounds; p50/p99 come from all requests of all rounds.
+rounds and its ratio the median of the per-round ratios; p50/p99 come from all
+requests of all rounds. Every signed answer must be a 200 (the count of others is
+printed); before timing, each protected server must name the caller to the app and
+refuse an unsigned request.
 
 The second scenario: 20 requests from registered apps whose keys are not cached
 wait on a key service that answers after 2 s; meanwhile one request from an app
@@ -434,9 +439,14 @@ def run_rounds(
         )
 
 
+def ratio(numerator: float, denominator: float) -> float:
+    return numerator / denominator if denominator > 0 else float("inf")
+
+
 def print_throughput_table(servers: list[Server]) -> None:
+    """Throughput and latency per server. The throughput ratio is the median of the
+    per-round ratios (each round's figures were taken back to back)."""
     bare = servers[0]
-    bare_rate = statistics.median(bare.rates)
     bare_p99 = percentile(bare.latencies, 0.99)
     print()
     print(
@@ -448,11 +458,14 @@ def print_throughput_table(servers: list[Server]) -> None:
         p50 = percentile(server.latencies, 0.50)
         p99 = percentile(server.latencies, 0.99)
         bad = sum(v for k, v in server.statuses.items() if k != 200) + sum(server.errors.values())
-        ratio = "" if server is bare else f"{bare_rate / rate:12.2f}x"
-        p99_ratio = "" if server is bare else f"{p99 / bare_p99:10.2f}x"
+        paired = statistics.median(
+            ratio(b, x) for b, x in zip(bare.rates, server.rates, strict=True)
+        )
+        throughput_ratio = "" if server is bare else f"{paired:12.2f}x"
+        p99_ratio = "" if server is bare else f"{ratio(p99, bare_p99):10.2f}x"
         print(
             f"{server.name:32} {rate:8.0f} {p50 * 1e3:8.2f} {p99 * 1e3:8.2f} {bad:8d} "
-            f"{ratio:>13} {p99_ratio:>11}"
+            f"{throughput_ratio:>13} {p99_ratio:>11}"
         )
     print(
         f"targets for mauth_client: bare/protected throughput <= {THROUGHPUT_TARGET}x, "
@@ -462,6 +475,7 @@ def print_throughput_table(servers: list[Server]) -> None:
         if server.errors or set(server.statuses) - {200}:
             print(
                 f"  {server.name}: statuses {dict(server.statuses)}, errors {dict(server.errors)}"
+                " -- the figures of this line are not comparable"
             )
 
 
