@@ -268,15 +268,28 @@ def load(
 
 @dataclass
 class Server:
+    """A server child process and what the rounds measured of it."""
+
     name: str
     kind: str
     process: subprocess.Popen[str]
-    port: int
     stderr: IO[str]
+    port: int = 0
     rates: list[float] = field(default_factory=list)
     latencies: list[float] = field(default_factory=list)
     statuses: Counter[int] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+
+    def wait_ready(self) -> Server:
+        """Read the port the child prints once uvicorn listens (it exits if it cannot)."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        if not line.strip().isdigit():
+            self.process.wait(5)
+            self.stderr.seek(0)
+            raise RuntimeError(f"{self.name} server did not start:\n{self.stderr.read()[-2000:]}")
+        self.port = int(line)
+        return self
 
 
 def mauth_env(service: Any, identity: Any) -> dict[str, str]:
@@ -300,7 +313,8 @@ def mauth_env(service: Any, identity: Any) -> dict[str, str]:
 def server_process(
     name: str, kind: str, python: str, env: dict[str, str], framework: str
 ) -> Iterator[Server]:
-    """Start a server child, wait for its port, and always stop it (terminate, then kill)."""
+    """Start a server child (``wait_ready`` gives its port); always stop it (terminate,
+    then kill)."""
     # Run from a neutral folder: the child must import the mauth_client of its own
     # environment (upstream's venv), never this checkout by accident.
     with tempfile.TemporaryFile(mode="w+") as stderr:
@@ -313,13 +327,7 @@ def server_process(
             cwd=tempfile.gettempdir(),
         )
         try:
-            assert process.stdout is not None
-            line = process.stdout.readline()  # the child prints its port, or exits
-            if not line.strip().isdigit():
-                process.wait(5)
-                stderr.seek(0)
-                raise RuntimeError(f"{name} server did not start:\n{stderr.read()[-2000:]}")
-            yield Server(name, kind, process, int(line), stderr)
+            yield Server(name, kind, process, stderr)
         finally:
             process.terminate()
             try:
@@ -479,72 +487,83 @@ def print_throughput_table(servers: list[Server]) -> None:
             )
 
 
-def slow_key_scenario(
-    name: str, kind: str, python: str, framework: str, args: argparse.Namespace
-) -> tuple[str, str]:
-    """The cached app's latency while ``args.waiting`` requests wait on a slow key service."""
+def slow_key_scenario(specs: list[tuple[str, str, str]], args: argparse.Namespace) -> None:
+    """Print, for each server, the latency of a request from an app whose key is cached
+    while ``args.waiting`` requests from apps whose keys are not wait on a key service
+    that takes ``args.slow_latency`` seconds to answer. Each server is a fresh process,
+    so each starts with an empty cache."""
     from mauth_client.signable import RequestSignable
     from mauth_client.signer import Signer
     from mauth_client.testing import LocalMAuthService
 
     body = b'{"subject":{"name":"Ada"}}'
     signable = RequestSignable(method="POST", path=ROUTE, query_string=QUERY, body=body)
+
+    def signed_by(identity: Any) -> bytes:
+        signer = Signer(identity.app_uuid, identity.private_key, "v2")
+        return http_request(signer.signed_headers(signable), body)
+
+    print(
+        f"\ncached app's request while {args.waiting} requests wait on a slow key service "
+        f"({args.slow_latency:g} s)"
+    )
+    print(f"{'server':32} {'latency ms':>11}  note")
     with LocalMAuthService(latency=args.slow_latency) as service:
         me = service.new_app()
         cached = service.new_app()
         waiting = [service.new_app() for _ in range(args.waiting)]
-        with server_process(name, kind, python, mauth_env(service, me), framework) as server:
+        for name, kind, python in specs:
+            with server_process(name, kind, python, mauth_env(service, me), args.app) as server:
+                server.wait_ready()
+                warm(server, signed_by(cached), cached.app_uuid)  # caches its key (slowly)
+                slow_requests = [signed_by(identity) for identity in waiting]
+                latency, note = asyncio.run(
+                    _slow_scenario(server, slow_requests, signed_by(cached), args)
+                )
+                if note.startswith("timed out"):  # its event loop is stuck: no graceful stop
+                    server.process.kill()
+                print(f"{name:32} {latency:>11}  {note}", flush=True)
+    print(f"target for mauth_client: < {CACHED_TARGET_MS:.0f} ms")
 
-            def signed_by(identity: Any) -> bytes:
-                signer = Signer(identity.app_uuid, identity.private_key, "v2")
-                return http_request(signer.signed_headers(signable), body)
 
-            warm(
-                server, signed_by(cached), cached.app_uuid
-            )  # caches `cached`'s key (takes the 2 s)
-            slow_requests = [signed_by(identity) for identity in waiting]
-            cached_request = signed_by(cached)
-            timeout = args.slow_timeout
-
-            async def scenario() -> tuple[str, str]:
-                # Connect everything first, so only request handling is timed.
-                conns = [
-                    await asyncio.open_connection(HOST, server.port)
-                    for _ in range(len(slow_requests) + 1)
-                ]
-                try:
-                    for (_, writer), request in zip(conns[:-1], slow_requests, strict=True):
-                        writer.write(request)
-                    await asyncio.sleep(0.2)  # the 20 are now waiting on the key service
-                    reader, writer = conns[-1]
-                    start = time.perf_counter()
-                    writer.write(cached_request)
-                    try:
-                        status, _, _ = await asyncio.wait_for(read_response(reader), timeout)
-                    except asyncio.TimeoutError:
-                        return f"> {timeout * 1e3:.0f}", "timed out"
-                    elapsed = time.perf_counter() - start
-                    note = f"status {status}"
-                    if kind == "ours":  # bounded wait for the 20, to check they succeed
-                        outcomes = await asyncio.wait_for(
-                            asyncio.gather(
-                                *(read_response(r) for r, _ in conns[:-1]), return_exceptions=True
-                            ),
-                            args.slow_latency * args.waiting + 10,
-                        )
-                        good = sum(
-                            1 for o in outcomes if not isinstance(o, BaseException) and o[0] == 200
-                        )
-                        note += f"; {good}/{len(outcomes)} waiting requests answered 200"
-                    return f"{elapsed * 1e3:.1f}", note
-                finally:
-                    for _, writer in conns:
-                        writer.close()
-
+async def _slow_scenario(
+    server: Server, slow_requests: list[bytes], cached_request: bytes, args: argparse.Namespace
+) -> tuple[str, str]:
+    timeout = args.slow_timeout
+    # Connect everything first, so only request handling is timed.
+    conns = [
+        await asyncio.wait_for(asyncio.open_connection(HOST, server.port), 10)
+        for _ in range(len(slow_requests) + 1)
+    ]
+    try:
+        for (_, writer), request in zip(conns[:-1], slow_requests, strict=True):
+            writer.write(request)
+        await asyncio.sleep(0.2)  # the waiting requests now wait on the key service
+        reader, writer = conns[-1]
+        start = time.perf_counter()
+        writer.write(cached_request)
+        try:
+            status, _, _ = await asyncio.wait_for(read_response(reader), timeout)
+        except asyncio.TimeoutError:
+            return f"> {timeout * 1e3:.0f}", f"timed out after {timeout:g} s"
+        elapsed = time.perf_counter() - start
+        note = f"status {status}"
+        if server.kind == "ours":  # a bounded wait for the others, to check they succeed
             try:
-                return asyncio.run(scenario())
+                outcomes = await asyncio.wait_for(
+                    asyncio.gather(
+                        *(read_response(r) for r, _ in conns[:-1]), return_exceptions=True
+                    ),
+                    args.slow_latency * len(slow_requests) + 10,
+                )
             except asyncio.TimeoutError:
-                return "?", "the waiting requests did not finish in time"
+                return f"{elapsed * 1e3:.1f}", note + "; the waiting requests did not finish"
+            good = sum(1 for o in outcomes if not isinstance(o, BaseException) and o[0] == 200)
+            note += f"; {good}/{len(outcomes)} waiting requests answered 200"
+        return f"{elapsed * 1e3:.1f}", note
+    finally:
+        for _, writer in conns:
+            writer.close()
 
 
 def main() -> None:
@@ -620,6 +639,8 @@ def main() -> None:
                 stack.enter_context(server_process(name, kind, python, env, args.app))
                 for name, kind, python in specs
             ]
+            for server in servers:  # started together, so their imports overlap
+                server.wait_ready()
             warmup_request = sign_requests(signer, 1)[0]
             for server in servers:
                 warm(
@@ -630,18 +651,10 @@ def main() -> None:
             print_throughput_table(servers)
 
     if not args.no_slow:
-        print(
-            f"\ncached app's request while {args.waiting} requests wait on a slow key service "
-            f"({args.slow_latency:g} s)"
-        )
-        print(f"{'server':32} {'latency ms':>11}  note")
         slow_specs = [("mauth_client (this)", "ours", sys.executable)]
         if upstream is not None:
             slow_specs.append((f"upstream {upstream_note} (reference)", "upstream", upstream))
-        for name, kind, python in slow_specs:
-            latency, note = slow_key_scenario(name, kind, python, args.app, args)
-            print(f"{name:32} {latency:>11}  {note}")
-        print(f"target for mauth_client: < {CACHED_TARGET_MS:.0f} ms")
+        slow_key_scenario(slow_specs, args)
     load_after = os.getloadavg()
     print(f"\nload average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 
