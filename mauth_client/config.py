@@ -40,6 +40,8 @@ ENV_NAMES = (
     "V2_ONLY_AUTHENTICATE",
     "MAUTH_V2_ONLY_AUTHENTICATE",
     "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
+    # request guard (issue 10)
+    "MAUTH_MAX_BODY_SIZE",
 )
 
 # Upstream attribute name -> field of a Config instance.
@@ -158,6 +160,8 @@ class Config(metaclass=_UpstreamNames):
     default_key_ttl: int = 300
     max_key_ttl: int = 86400
     negative_cache_ttl: int = 60
+    # --- request guard (issue 10): refuse larger bodies with 413 (None: unlimited) ---
+    max_body_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.mauth_mode not in ("local", "remote"):
@@ -183,6 +187,15 @@ class Config(metaclass=_UpstreamNames):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative number, not {value!r}")
+        if self.max_body_size is not None and (
+            isinstance(self.max_body_size, bool)
+            or not isinstance(self.max_body_size, int)
+            or self.max_body_size < 0
+        ):
+            raise ConfigurationError(
+                f"max_body_size must be a non-negative whole number of bytes, "
+                f"not {self.max_body_size!r}"
+            )
         if self.mauth_url is not None and not re.match(r"https?://[^/?#]+", self.mauth_url):
             raise ConfigurationError(
                 f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
@@ -233,6 +246,14 @@ class Config(metaclass=_UpstreamNames):
         values["disable_fallback_to_v1_on_v2_failure"] = _flag(
             env, "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE"
         )
+        # request guard (issue 10)
+        size_name, size = _first(env, "MAUTH_MAX_BODY_SIZE")
+        if size is not None:
+            if not size.strip().isdigit() or not size.strip().isascii():
+                raise ConfigurationError(
+                    f"{size_name} must be a whole number of bytes, not {size.strip()!r}"
+                )
+            values["max_body_size"] = int(size.strip())
         if values["app_uuid"] is not None:
             values["app_uuid"] = values["app_uuid"].strip()
         if values["mauth_url"] is not None:

@@ -29,6 +29,7 @@ from collections.abc import Callable, Collection
 from typing import Any, TypeVar, overload
 
 from flask import Flask, Response, current_app, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .authenticator import Authenticator
 from .config import ENV_NAMES, Config
@@ -66,7 +67,9 @@ class FlaskAuthenticator:
         sign_responses: bool | None = None,
         authenticate_all: bool = False,
         exempt: Collection[str] = (),
+        max_body_size: int | None = None,
     ) -> None:
+        self._max_body_size = max_body_size
         self._config = config
         self._authenticator = authenticator
         self._app_uuids = app_uuids
@@ -91,7 +94,12 @@ class FlaskAuthenticator:
         app_uuids = self._app_uuids
         if app_uuids is None and app.config.get("MAUTH_APP_UUIDS") is not None:
             app_uuids = set(app.config["MAUTH_APP_UUIDS"])
-        self.guard = RequestGuard(self._authenticator, config=config, app_uuids=app_uuids)
+        self.guard = RequestGuard(
+            self._authenticator,
+            config=config,
+            app_uuids=app_uuids,
+            max_body_size=self._max_body_size,
+        )
         sign = self._sign_responses
         self.sign_responses = bool(
             app.config.get("MAUTH_SIGN_RESPONSES", False) if sign is None else sign
@@ -112,16 +120,31 @@ class FlaskAuthenticator:
         return response
 
     def check(self, app_uuids: Collection[str] | None = None) -> Outcome:
-        """Authenticate the current Flask request."""
-        assert self.guard is not None
+        """Authenticate the current Flask request; its body is read only once every
+        check that needs no body has passed (then cached for the view)."""
+        guard = self.guard
+        assert guard is not None
         path, query = request_target(request.environ)
-        return self.guard.check(
+        signed = signed_from_environ(request.environ)
+        pre = guard.precheck(request.method, query, signed, content_length=request.content_length)
+        if not pre.go_on:
+            return pre
+        limit = guard.max_body_size
+        if limit is not None:
+            current = request.max_content_length
+            request.max_content_length = limit if current is None else min(limit, current)
+        try:
+            body = request.get_data(cache=True)
+        except RequestEntityTooLarge:
+            return Outcome(413, f"the request body exceeds {limit} bytes", None)
+        return guard.check(
             request.method,
             path,
             query,
-            signed_from_environ(request.environ),
-            request.get_data(cache=True),
+            signed,
+            body,
             app_uuids=app_uuids,
+            prechecked=pre.prechecked,
         )
 
 
