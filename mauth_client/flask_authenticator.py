@@ -22,6 +22,7 @@ the environment. The caller's app UUID is in ``flask.g.mauth_app_uuid`` and in
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import threading
@@ -32,9 +33,11 @@ from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .authenticator import Authenticator
+from .body import BodyTooLargeError
 from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
-from .exceptions import MAuthError
+from .exceptions import BodyReadError, MAuthError
+from .middlewares.wsgi import read_wsgi_body
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import request_target, signed_from_environ
 
@@ -130,13 +133,23 @@ class FlaskAuthenticator:
         if not pre.go_on:
             return pre
         limit = guard.max_body_size
-        if limit is not None:
-            current = request.max_content_length
-            request.max_content_length = limit if current is None else min(limit, current)
+        environ = request.environ
         try:
+            if limit is not None and request.content_length is None:
+                # A chunked body: read at most ``limit`` bytes (413 past it), then hand
+                # Flask the bytes as a body with a length.
+                data = read_wsgi_body(environ, limit, limit)
+                environ["wsgi.input"] = io.BytesIO(data)
+                environ["CONTENT_LENGTH"] = str(len(data))
+                environ.pop("wsgi.input_terminated", None)
+            elif limit is not None:
+                current = request.max_content_length
+                request.max_content_length = limit if current is None else min(limit, current)
             body = request.get_data(cache=True)
-        except RequestEntityTooLarge:
+        except (RequestEntityTooLarge, BodyTooLargeError):
             return Outcome(413, f"the request body exceeds {limit} bytes", None)
+        except BodyReadError as exc:
+            return Outcome(401, str(exc), None)
         return guard.check(
             request.method,
             path,

@@ -199,7 +199,9 @@ def test_garbage_signatures_are_inauthentic(signature: str, why: str) -> None:
 
 def test_unknown_app_is_inauthentic() -> None:
     signed = Signed.from_headers(
-        Signer("5ca1ab1e-0000-4000-8000-00000000beef", PRIVATE, "v2").signed_headers(request(), {"time": NOW})
+        Signer("5ca1ab1e-0000-4000-8000-00000000beef", PRIVATE, "v2").signed_headers(
+            request(), {"time": NOW}
+        )
     )
     with pytest.raises(InauthenticError, match="no public key is known"):
         make().authenticate(request(), signed)
