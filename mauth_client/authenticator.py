@@ -351,7 +351,7 @@ class Authenticator:
     def _check_time_and_token(self, info: SignatureInfo) -> None:
         """Section 4 steps 2 and 3: a time within the window, the version's token."""
         text = info.time
-        if text.isdigit() and text.isascii() and len(text) <= _MAX_TIME_DIGITS:
+        if len(text) <= _MAX_TIME_DIGITS and text.isdigit() and text.isascii():
             drift = int(text) - self.clock()
             if -self.time_window <= drift <= self.time_window:
                 if info.usable and info.token == (MWSV2_TOKEN if info.version == 2 else MWS_TOKEN):
@@ -361,7 +361,7 @@ class Authenticator:
         name = "MCC-Time" if info.version == 2 else "X-MWS-Time"
         if not text:
             raise InauthenticError(f"Time verification failed. No {name} header present.")
-        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_TIME_DIGITS):
+        if not (len(text) <= _MAX_TIME_DIGITS and text.isascii() and text.isdigit()):
             raise InauthenticError(
                 f"Time verification failed. {name} is not a whole number of epoch seconds."
             )
