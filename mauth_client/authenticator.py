@@ -22,7 +22,7 @@ from typing import NamedTuple, NoReturn, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config
+from .config import Config, without_urls
 from .consts import ALLOWED_DRIFT_SECONDS, MWS_TOKEN, MWSV2_TOKEN
 from .exceptions import (
     ConfigurationError,
@@ -308,7 +308,7 @@ class Authenticator:
         except InauthenticError as exc:
             return False, 401, str(exc)
         except UnableToAuthenticateError as exc:
-            return False, 500, str(exc)
+            return False, 500, without_urls(str(exc))  # often sent as a response body
         return True, 200, ""
 
     # --- one version ------------------------------------------------------------------

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .exceptions import ConfigurationError
-from .keys import looks_like_pem
+from .keys import bare_der_private_key_pem, looks_like_pem
 from .signer import check_app_uuid, parse_sign_versions
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -58,10 +58,23 @@ _UPSTREAM_NAMES = {
 
 
 def redact_url(url: str | None) -> str:
-    """``url`` without any ``user:password@`` part, for messages and logs."""
+    """``url`` without any ``user:password@`` part, for messages and logs.
+
+    The user information ends at the last ``@`` before the path (RFC 3986 section
+    3.2), so a password holding an ``@`` is cut whole.
+    """
     if not url:
         return ""
-    return re.sub(r"(?<=://)[^/?#@]*@", "***@", url)
+    return re.sub(r"(?<=://)[^/?#]*@", "***@", url)
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*")
+
+
+def without_urls(message: str) -> str:
+    """``message`` with every URL replaced, for error bodies: callers need not learn
+    where the MAuth service is (nor, were a URL unredacted, its credentials)."""
+    return _URL.sub("<MAuth service>", message)
 
 
 _HINTS = {
@@ -296,4 +309,7 @@ def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:
             ) from None
     if value is None or not resolve or looks_like_pem(value):
         return value
+    der = bare_der_private_key_pem(value)  # a key without its PEM markers: never to KMS
+    if der is not None:
+        return der
     return decrypt_kms_private_key(value)

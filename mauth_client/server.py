@@ -24,7 +24,7 @@ from .authenticator import (
 )
 from .body import Body
 from .client import build_signer
-from .config import Config
+from .config import Config, without_urls
 from .exceptions import (
     ConfigurationError,
     InauthenticError,
@@ -232,10 +232,10 @@ class RequestGuard:
         if isinstance(exc, InauthenticError):
             return Outcome(401, str(exc), None)
         if isinstance(exc, UnableToAuthenticateError):
-            return Outcome(500, str(exc), None)
+            return Outcome(500, without_urls(str(exc)), None)
         if isinstance(exc, ConfigurationError):
             logger.error("MAuth is misconfigured: %s", exc)
-            return Outcome(500, f"MAuth is misconfigured: {exc}", None)
+            return Outcome(500, without_urls(f"MAuth is misconfigured: {exc}"), None)
         # A request we could not even describe: not authentic.
         return Outcome(401, f"the request could not be read: {exc}", None)
 
