@@ -343,6 +343,10 @@ class Authenticator:
             raise
         except UnableToSignError as exc:  # a malformed message description: not authentic
             raise InauthenticError(f"the message could not be read: {exc}") from None
+        except UnicodeError:  # a lone surrogate in the path or query (issue 10 item 9)
+            raise InauthenticError(
+                "the message could not be read: its target holds a lone surrogate"
+            ) from None
         except ConfigurationError as exc:  # our side is misconfigured: not the caller's fault
             self.logger.error("MAuth: cannot authenticate: %s", exc)
             raise UnableToAuthenticateError(f"MAuth is misconfigured: {exc}") from None

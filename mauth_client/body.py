@@ -45,7 +45,7 @@ def _as_chunk(chunk: object) -> bytes:
     if isinstance(chunk, (bytearray, memoryview)):
         return bytes(chunk)
     if isinstance(chunk, str):
-        return chunk.encode("utf-8")
+        return _encode_text(chunk)
     raise BodyReadError(f"a streamed body yielded {type(chunk).__name__}; expected bytes (or str)")
 
 
@@ -56,10 +56,19 @@ def in_memory(body: Body) -> bytes | None:
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):
-        return body.encode("utf-8")
+        return _encode_text(body)
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
     return None
+
+
+def _encode_text(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no bytes stand for it
+        raise BodyReadError(
+            "the body is text holding a lone surrogate, which has no UTF-8 encoding"
+        ) from None
 
 
 def iter_chunks(body: Body) -> Iterable[bytes]:
