@@ -173,6 +173,23 @@ class Authenticator:
         lookup cannot be answered.
         """
         v2 = signed.v2
+        if v2 is not None and (method is None or method[:1] in _LETTERS):
+            # The common case, lean: a V2 signature passing its header checks. A V1
+            # fallback (no query, fallback allowed) is parsed only if V2 fails.
+            try:
+                self._precheck_one(v2)
+            except InauthenticError:
+                pass  # the general path below says why, with the fallback
+            else:
+                fallback = not (self.v2_only or self.disable_fallback_to_v1 or query)
+                checked = Prechecked((v2,), (), {}, {2}, signed if fallback else None)
+                if lookup and self.ticket_checker is None:
+                    try:
+                        self._key_for(v2, checked.keys)
+                    except InauthenticError as exc:
+                        checked.drop_first(exc)
+                        self.lookup_keys(checked)
+                return checked
         if v2 is None:
             v1 = signed.v1
             if v1 is None:
@@ -206,31 +223,32 @@ class Authenticator:
             )
             self._fail([(infos[0], error)])
         passed: list[SignatureInfo] = []
-        for info in infos:
+        for index, info in enumerate(infos):
             try:
-                self._check_time_and_token(info)
-                if not is_uuid_shaped(info.app_uuid):
-                    raise InauthenticError(
-                        f"the app UUID {info.app_uuid!r} is not a UUID "
-                        "(8-4-4-4-12 hexadecimal digits)"
-                    )
+                self._precheck_one(info)
             except InauthenticError as exc:
                 failures.append((info, exc))
             else:
-                passed.append(info)
-        checked = Prechecked(tuple(passed), tuple(failures), {})
+                passed.extend(infos[index:])  # a fallback is pre-checked only if needed
+                break
         if not passed:
             self._fail(failures)
+        checked = Prechecked(tuple(passed), tuple(failures), {}, {passed[0].version}, None)
         if lookup and self.ticket_checker is None:
-            self.lookup_keys(checked)
+            try:  # the common case inline: the first candidate's key
+                self._key_for(passed[0], checked.keys)
+            except InauthenticError as exc:
+                checked.drop_first(exc)
+                self.lookup_keys(checked)
         return checked
 
     def lookup_keys(self, checked: Prechecked) -> None:
         """Look up keys in order until one candidate has a key; candidates of unknown
         apps are dropped. May block on the key service (a fetch)."""
-        while checked.candidates:
+        while checked.candidates or checked.add_fallback():
             info = checked.candidates[0]
             try:
+                self._ensure_prechecked(info, checked)
                 self._key_for(info, checked.keys)
             except InauthenticError as exc:
                 checked.drop_first(exc)
@@ -246,12 +264,13 @@ class Authenticator:
         peek = getattr(self.key_source, "cached_key", None)
         if peek is None:
             return False
-        while checked.candidates:
+        while checked.candidates or checked.add_fallback():
             info = checked.candidates[0]
             assert info.app_uuid is not None
             try:
+                self._ensure_prechecked(info, checked)
                 found = peek(info.app_uuid)
-            except InauthenticError as exc:  # a cached "unknown app"
+            except InauthenticError as exc:  # bad headers, or a cached "unknown app"
                 checked.drop_first(exc)
                 continue
             if found is None:
@@ -275,12 +294,29 @@ class Authenticator:
             else:
                 prechecked = self.precheck(None, "", signed)
         failures = list(prechecked.failures)
-        for info in prechecked.candidates:
+        index = 0
+        while index < len(prechecked.candidates) or prechecked.add_fallback():
+            info = prechecked.candidates[index]
+            index += 1
             try:
+                self._ensure_prechecked(info, prechecked)
                 return self._authenticate_one(signable, info, prechecked.keys)
             except InauthenticError as exc:
                 failures.append((info, exc))
-        self._fail(failures)
+        self._fail(failures + [f for f in prechecked.failures if f not in failures])
+
+    def _precheck_one(self, info: SignatureInfo) -> None:
+        """Section 4 steps 2 and 3 and the app UUID's shape, for one signature."""
+        self._check_time_and_token(info)
+        if not is_uuid_shaped(info.app_uuid):
+            raise InauthenticError(
+                f"the app UUID {info.app_uuid!r} is not a UUID (8-4-4-4-12 hexadecimal digits)"
+            )
+
+    def _ensure_prechecked(self, info: SignatureInfo, checked: Prechecked) -> None:
+        if info.version not in checked.prechecked:
+            self._precheck_one(info)
+            checked.prechecked.add(info.version)
 
     def _fail(self, failures: list[tuple[SignatureInfo, InauthenticError]]) -> NoReturn:
         """Log one WARNING and raise: V1's reason first, then why V2 failed (as before)."""
@@ -412,29 +448,36 @@ class Authenticator:
             digest = recover_v2(key, raw)
             if digest is None:
                 return False
+            first = signable.v2_string(info.app_uuid, info.time)
+            if hmac.compare_digest(hashlib.sha512(first).digest(), digest):
+                return True  # the message as received: the common case
             return any(
                 hmac.compare_digest(hashlib.sha512(text).digest(), digest)
-                for text in _v2_candidates(signable, info.app_uuid, info.time)
+                for text in _v2_variants(signable, first, info.app_uuid, info.time)
             )
         recovered = recover_v1(key, raw)
         if recovered is None:
             return False
-        for candidate in (signable, *signable.variants()):
-            expected = candidate.v1_hexdigest(info.app_uuid, info.time)
+        expected = signable.v1_hexdigest(info.app_uuid, info.time)
+        if expected is not None and hmac.compare_digest(recovered, expected):
+            return True  # the message as received: the common case
+        for variant in signable.variants():  # built only now
+            expected = variant.v1_hexdigest(info.app_uuid, info.time)
             if expected is not None and hmac.compare_digest(recovered, expected):
                 return True
         return False
 
 
-def _v2_candidates(signable: Signable, app_uuid: str, time: str) -> Iterator[bytes]:
-    """The V2 strings a signature may cover: as received, then the section 4.6 variants
-    (built only when the first did not match), then upstream 1.10.1's query encoding."""
-    first = signable.v2_string(app_uuid, time)
-    yield first
+def _v2_variants(signable: Signable, first: bytes, app_uuid: str, time: str) -> Iterator[bytes]:
+    """The other V2 strings a signature may cover, once ``first`` (the message as
+    received) did not match: the section 4.6 variants, then upstream 1.10.1's query
+    encoding (see :mod:`mauth_client.upstream_query`)."""
     for variant in signable.variants():
         yield variant.v2_string(app_uuid, time)
-    if isinstance(signable, RequestSignable) and signable.query_string:
-        upstream = upstream_encode_query(signable.query_string)
+    query = signable.query_string if isinstance(signable, RequestSignable) else ""
+    if query and ("/" in query or "%2f" in query.lower() or "&&" in query or query[-1] == "&"):
+        # Upstream differs from section 2 only on "/" (left bare) and empty parts (kept).
+        upstream = upstream_encode_query(query)
         if upstream is not None:
             head, _, ours = first.rpartition(b"\n")
             alternative = upstream.encode("utf-8", "surrogateescape")
@@ -447,8 +490,11 @@ def _as_key(found: object) -> rsa.RSAPublicKey:
     return load_public_key(found) if isinstance(found, (str, bytes)) else found  # type: ignore[return-value]
 
 
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
 def _method_ok(method: str) -> bool:
-    return method[:1].isascii() and method[:1].isalpha()
+    return method[:1] in _LETTERS
 
 
 _UUID_SHAPE = re.compile(
@@ -464,19 +510,34 @@ def is_uuid_shaped(value: str | None) -> bool:
 
 class Prechecked:
     """What :meth:`Authenticator.precheck` found: the signatures worth verifying, in
-    order, the reasons others were refused, and the public keys looked up so far."""
+    order (a fallback's header checks run only when it is needed), the reasons
+    others were refused, and the public keys looked up so far."""
 
-    __slots__ = ("candidates", "failures", "keys")
+    __slots__ = ("_fallback", "candidates", "failures", "keys", "prechecked")
 
     def __init__(
         self,
         candidates: tuple[SignatureInfo, ...],
         failures: tuple[tuple[SignatureInfo, InauthenticError], ...],
         keys: dict[str, rsa.RSAPublicKey],
+        prechecked: set[int],
+        fallback: Signed | None,
     ) -> None:
         self.candidates = candidates
         self.failures = failures
         self.keys = keys
+        self.prechecked = prechecked  # versions whose header checks passed already
+        self._fallback = fallback  # headers whose V1 may still be tried
+
+    def add_fallback(self) -> bool:
+        """Append the V1 signature, once, when a fallback to it is allowed and it is
+        present; True when a candidate was added."""
+        signed, self._fallback = self._fallback, None
+        v1 = signed.v1 if signed is not None else None
+        if v1 is None:
+            return False
+        self.candidates = (*self.candidates, v1)
+        return True
 
     def drop_first(self, error: InauthenticError) -> None:
         self.failures = (*self.failures, (self.candidates[0], error))

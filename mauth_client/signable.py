@@ -363,7 +363,6 @@ class RequestSignable(Signable):
         _check_encodable(self.path, "path")
         _check_encodable(self.query_string, "query string")
 
-
     def _v1_prefix(self) -> bytes:
         # V1 signs the path as sent, not normalised (section 2).
         return f"{self.method}\n{self.path}\n".encode(_ENCODING, _ERRORS)
