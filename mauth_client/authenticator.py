@@ -299,7 +299,8 @@ class Authenticator:
             info = prechecked.candidates[index]
             index += 1
             try:
-                self._ensure_prechecked(info, prechecked)
+                if info.version not in prechecked.prechecked:
+                    self._ensure_prechecked(info, prechecked)
                 return self._authenticate_one(signable, info, prechecked.keys)
             except InauthenticError as exc:
                 failures.append((info, exc))
@@ -308,7 +309,8 @@ class Authenticator:
     def _precheck_one(self, info: SignatureInfo) -> None:
         """Section 4 steps 2 and 3 and the app UUID's shape, for one signature."""
         self._check_time_and_token(info)
-        if not is_uuid_shaped(info.app_uuid):
+        app_uuid = info.app_uuid
+        if app_uuid is None or len(app_uuid) != 36 or _UUID_SHAPE.fullmatch(app_uuid) is None:
             raise InauthenticError(
                 f"the app UUID {info.app_uuid!r} is not a UUID (8-4-4-4-12 hexadecimal digits)"
             )
