@@ -121,7 +121,8 @@ def test_sign_then_verify_with_a_public_key(
     assert (code, out) == (0, f"authentic: app {caller.app_uuid}, MAuth V2\n")
     code, out, _ = run(capsys, *[a if a != "hi" else "HI" for a in args])
     assert code == 1
-    assert out.startswith("inauthentic: Signature verification failed for V1")  # after V2 fell back
+    # The URL has a query, which V1 does not sign: no V1 fallback (issue 10 item 4).
+    assert out.startswith("inauthentic: Signature verification failed for V2")
 
 
 def test_verify_explains_time_and_can_ignore_it(
@@ -318,13 +319,13 @@ def test_serve_keys(tmp_path: Path) -> None:
     from .servers import running_command
     from .test_key_source import closed_port
 
-    assert main(["keygen", "--dir", str(tmp_path), "--app-uuid", "svc-app"]) == 0
+    assert main(["keygen", "--dir", str(tmp_path), "--app-uuid", "5e1f0c2a-7b3d-4e8f-9a6b-1c2d3e4f5a6b"]) == 0
     port = closed_port()
     argv = ["-m", "mauth_client", "serve-keys", "--keys", str(tmp_path), "--port", str(port)]
     with running_command(argv, ready=f"http://127.0.0.1:{port}"):
         config = Config(
-            app_uuid="svc-app",
-            private_key=(tmp_path / "svc-app.key").read_text(),
+            app_uuid="5e1f0c2a-7b3d-4e8f-9a6b-1c2d3e4f5a6b",
+            private_key=(tmp_path / "5e1f0c2a-7b3d-4e8f-9a6b-1c2d3e4f5a6b.key").read_text(),
             mauth_url=f"http://127.0.0.1:{port}",
         )
-        LocalKeySource(config).get_public_key("svc-app")
+        LocalKeySource(config).get_public_key("5e1f0c2a-7b3d-4e8f-9a6b-1c2d3e4f5a6b")
