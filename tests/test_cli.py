@@ -319,7 +319,12 @@ def test_serve_keys(tmp_path: Path) -> None:
     from .servers import running_command
     from .test_key_source import closed_port
 
-    assert main(["keygen", "--dir", str(tmp_path), "--app-uuid", "5e1f0c2a-7b3d-4e8f-9a6b-1c2d3e4f5a6b"]) == 0
+    assert (
+        main(
+            ["keygen", "--dir", str(tmp_path), "--app-uuid", "5e1f0c2a-7b3d-4e8f-9a6b-1c2d3e4f5a6b"]
+        )
+        == 0
+    )
     port = closed_port()
     argv = ["-m", "mauth_client", "serve-keys", "--keys", str(tmp_path), "--port", str(port)]
     with running_command(argv, ready=f"http://127.0.0.1:{port}"):
