@@ -286,7 +286,7 @@ class Authenticator:
                 return self._authenticate_one(signable, info, prechecked.keys)
             except InauthenticError as exc:
                 failures.append((info, exc))
-        self._fail(failures + [f for f in prechecked.failures if f not in failures])
+        self._fail(failures)
 
     def _precheck_one(self, info: SignatureInfo) -> None:
         """Section 4 steps 2 and 3 and the app UUID's shape, for one signature."""
