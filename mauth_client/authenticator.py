@@ -155,19 +155,29 @@ class Authenticator:
         lookup cannot be answered.
         """
         v2 = signed.v2
-        if v2 is not None and (method is None or method[:1] in _LETTERS):
-            # The common case, lean: a V2 signature passing its header checks. A V1
-            # fallback (no query, fallback allowed) is parsed only if V2 fails.
+        if method is None or method[:1] in _LETTERS:
+            # The common cases, lean: a V2 signature, or a V1-only one where V1 is
+            # allowed, passing its header checks. A V1 fallback (no query, fallback
+            # allowed) is parsed only if V2 fails.
+            first = v2 if v2 is not None or self.v2_only else signed.v1
             try:
-                self._precheck_one(v2)
+                if first is None:
+                    raise InauthenticError("no signature")  # the general path says why
+                self._precheck_one(first)
             except InauthenticError:
                 pass  # the general path below says why, with the fallback
             else:
-                fallback = not (self.v2_only or self.disable_fallback_to_v1 or query)
-                checked = Prechecked((v2,), (), {}, {2}, signed if fallback else None)
+                fallback = not (
+                    first.version == 1 or self.v2_only or self.disable_fallback_to_v1 or query
+                )
+                if first.version == 1 and query:
+                    self._warn_v1_query(first.app_uuid)
+                checked = Prechecked(
+                    (first,), (), {}, {first.version}, signed if fallback else None
+                )
                 if lookup and self.ticket_checker is None:
                     try:
-                        self._key_for(v2, checked.keys)
+                        self._key_for(first, checked.keys)
                     except InauthenticError as exc:
                         checked.drop_first(exc)
                         self.lookup_keys(checked)
