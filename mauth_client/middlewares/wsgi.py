@@ -17,7 +17,7 @@ from typing import Any
 from ..body import BodyTooLargeError, limit_size, read_exactly, spool_body
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
-from ..server import JSON_CONTENT_TYPE, error_body
+from ..server import CONTINUE, JSON_CONTENT_TYPE, error_body
 from ..wsgi_target import request_target, signed_from_environ
 from ._base import MiddlewareBase
 
@@ -47,13 +47,17 @@ def declared_length(environ: Environ) -> int | None:
     return size
 
 
-def read_wsgi_body(environ: Environ, threshold: int, limit: int | None = None) -> bytes | Any:
+def read_wsgi_body(
+    environ: Environ, threshold: int, limit: int | None = None, size: int | None = -1
+) -> bytes | Any:
     """The request body (bytes, or a rewound temporary file past ``threshold``);
-    :class:`BodyTooLargeError` past ``limit`` bytes, as soon as that is known."""
+    :class:`BodyTooLargeError` past ``limit`` bytes, as soon as that is known.
+    ``size``: the declared length when the caller read it already (-1: read it here)."""
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
-    size = declared_length(environ)
+    if size == -1:
+        size = declared_length(environ)
     if size is not None:
         if limit is not None and size > limit:
             raise BodyTooLargeError(limit)
@@ -103,12 +107,12 @@ class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
         try:
             # Everything that needs no body first: a request that fails here is
             # answered without reading (or spooling) a byte of its body.
-            pre = self.guard.precheck(
-                method, query, signed, content_length=declared_length(environ)
-            )
-            if not pre.go_on:
+            guard = self.guard
+            size = declared_length(environ)
+            pre = guard.precheck(method, query, signed, content_length=size)
+            if pre.status != CONTINUE:
                 return error_response(start_response, pre.status, pre.message, method)
-            body = read_wsgi_body(environ, self.spool_threshold, self.guard.max_body_size)
+            body = read_wsgi_body(environ, self.spool_threshold, guard.max_body_size, size)
         except BodyTooLargeError as exc:
             return error_response(start_response, 413, str(exc), method)
         except BodyReadError as exc:
