@@ -211,13 +211,20 @@ class Authenticator:
             # allowed, passing its header checks. A V1 fallback (no query, fallback
             # allowed) is parsed only if V2 fails.
             first = v2 if v2 is not None or self.v2_only else signed.v1
-            try:
-                if first is None:
-                    raise InauthenticError("no signature")  # the general path says why
-                self._precheck_one(first)
-            except InauthenticError:
-                pass  # the general path below says why, with the fallback
-            else:
+            shaped = False  # otherwise the general path below says why, with the fallback
+            if first is not None:
+                try:
+                    self._check_time_and_token(first)
+                except InauthenticError:
+                    pass
+                else:
+                    app_uuid = first.app_uuid
+                    shaped = (
+                        app_uuid is not None
+                        and len(app_uuid) == 36
+                        and _UUID_SHAPE.fullmatch(app_uuid) is not None
+                    )
+            if shaped and first is not None:
                 fallback = not (
                     first.version == 1 or self.v2_only or self.disable_fallback_to_v1 or query
                 )
@@ -485,7 +492,9 @@ class Authenticator:
     ) -> bool:
         """One RSA operation per signature: the digest it carries is recovered once and
         compared with the message as received, then its variants (section 4.6)."""
-        key = self._key_for(info, {} if keys is None else keys)
+        key = keys.get(info.app_uuid) if keys and info.app_uuid is not None else None
+        if key is None:
+            key = self._key_for(info, {} if keys is None else keys)
         raw = decode_signature(info.signature)
         if raw is None:
             return False
