@@ -28,6 +28,7 @@ still read it.
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import threading
@@ -40,11 +41,14 @@ try:
     from flask import Flask, Response, current_app, g, request
 except ImportError as exc:  # the flask extra is not installed
     raise missing_extra(__name__, "flask", exc) from exc
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .authenticator import Authenticator
+from .body import BodyTooLargeError
 from .config import ENV_NAMES, Config, require_configured
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
-from .exceptions import MAuthError
+from .exceptions import BodyReadError, MAuthError
+from .middlewares.wsgi import read_wsgi_body
 from .permissions import (
     NO_PERMISSIONS,
     Permissions,
@@ -86,9 +90,11 @@ class FlaskAuthenticator:
         sign_responses: bool | None = None,
         authenticate_all: bool = False,
         exempt: Collection[str] = (),
+        max_body_size: int | None = None,
         rules: Iterable[RuleLike | Rule] | Rules | None = None,
         permissions: PermissionsSpec | Permissions | None = None,
     ) -> None:
+        self._max_body_size = max_body_size
         self._config = config
         self._rules = rules
         self._permissions = permissions
@@ -130,6 +136,7 @@ class FlaskAuthenticator:
             self._authenticator,
             config=config,
             app_uuids=app_uuids,
+            max_body_size=self._max_body_size,
             rules=rules,
             permissions=permissions,
         )
@@ -157,16 +164,42 @@ class FlaskAuthenticator:
         app_uuids: Collection[str] | None = None,
         required: frozenset[str] = NO_PERMISSIONS,
     ) -> Outcome:
-        """Authenticate the current Flask request (and check its permissions)."""
-        assert self.guard is not None
+        """Authenticate the current Flask request (and check its permissions); its body
+        is read only once every check that needs no body has passed (then cached for
+        the view)."""
+        guard = self.guard
+        assert guard is not None
         path, query = request_target(request.environ)
-        return self.guard.check(
+        signed = signed_from_environ(request.environ)
+        pre = guard.precheck(request.method, query, signed, content_length=request.content_length)
+        if not pre.go_on:
+            return pre
+        limit = guard.max_body_size
+        environ = request.environ
+        try:
+            if limit is not None and request.content_length is None:
+                # A chunked body: read at most ``limit`` bytes (413 past it), then hand
+                # Flask the bytes as a body with a length.
+                data = read_wsgi_body(environ, limit, limit)
+                environ["wsgi.input"] = io.BytesIO(data)
+                environ["CONTENT_LENGTH"] = str(len(data))
+                environ.pop("wsgi.input_terminated", None)
+            elif limit is not None:
+                current = request.max_content_length
+                request.max_content_length = limit if current is None else min(limit, current)
+            body = request.get_data(cache=True)
+        except (RequestEntityTooLarge, BodyTooLargeError):
+            return guard.reject(413, f"the request body exceeds {limit} bytes")
+        except BodyReadError as exc:
+            return guard.reject(401, str(exc))
+        return guard.check(
             request.method,
             path,
             query,
-            signed_from_environ(request.environ),
-            request.get_data(cache=True),
+            signed,
+            body,
             app_uuids=app_uuids,
+            prechecked=pre.prechecked,
             required=required,
         )
 

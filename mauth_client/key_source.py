@@ -57,6 +57,10 @@ class StaticKeySource:
         except KeyError:
             raise InauthenticError(f"no public key is known for app {app_uuid!r}") from None
 
+    def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey:
+        """Never blocks: the same as :meth:`get_public_key`."""
+        return self.get_public_key(app_uuid)
+
 
 class _Entry(NamedTuple):
     key: rsa.RSAPublicKey
@@ -129,6 +133,19 @@ class LocalKeySource:
         if result is None:
             raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
         return result.key
+
+    def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey | None:
+        """Without blocking or fetching: the cached key, or None when a fetch would be
+        needed; raises :class:`InauthenticError` when the app is cached as unknown.
+        Lets an event loop verify inline when no I/O is needed."""
+        entry = self._keys.get(app_uuid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        with self._lock:  # held only for dictionary updates, never across a fetch
+            unknown = app_uuid in self._unknown
+        if unknown:
+            raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+        return None
 
     @observability.observed_key_fetch  # a key_fetch event and span (issue 13)
     def _fetch(self, app_uuid: str) -> _Entry | None:

@@ -21,13 +21,14 @@ from . import observability
 from .authenticator import (
     Authenticator,
     AuthResult,
+    Prechecked,
     authenticate_with_patched,
     patched_compat_authenticator,
     signed_version,
 )
 from .body import Body
 from .client import build_signer
-from .config import Config, authz_settings_from_env
+from .config import Config, authz_settings_from_env, without_urls
 from .exceptions import (
     ConfigurationError,
     InauthenticError,
@@ -54,8 +55,13 @@ logger = logging.getLogger("mauth_client")
 JSON_CONTENT_TYPE = "application/json"
 
 
+CONTINUE = 100  # Outcome.status of a request that passed the checks needing no body
+
+
 class Outcome(NamedTuple):
-    """The result of checking a request: ``status`` 200 lets it through.
+    """The result of checking a request: ``status`` 200 lets it through; after
+    :meth:`RequestGuard.precheck`, ``CONTINUE`` (100) means "read the body and call
+    :meth:`RequestGuard.check` with ``prechecked``".
 
     ``permissions``: what the caller was granted (empty when no permissions are
     configured, or when the request was turned away before they were looked up).
@@ -64,18 +70,29 @@ class Outcome(NamedTuple):
     status: int
     message: str
     result: AuthResult | None
+    prechecked: Prechecked | None = None
     permissions: frozenset[str] = NO_PERMISSIONS
 
     @property
     def ok(self) -> bool:
         return self.status == 200
 
+    @property
+    def go_on(self) -> bool:
+        """True after a pre-check that let the request go on to the body."""
+        return self.status == CONTINUE
+
 
 _new_outcome = tuple.__new__
 
 #: The only body text of a 401 and of a 403 when error detail is off (MAUTH_ERROR_DETAIL).
 GENERIC_MESSAGES = {401: "authentication failed", 403: "forbidden"}
-_EVENT_OUTCOMES = {200: "authentic", 401: "inauthentic", 403: "forbidden"}
+_EVENT_OUTCOMES = {200: "authentic", 403: "forbidden"}
+
+
+def _event_outcome(status: int) -> str:
+    """An event's ``outcome`` for a status: other refusals (401, 413) are inauthentic."""
+    return _EVENT_OUTCOMES.get(status) or ("inauthentic" if status < 500 else "error")
 
 
 def error_body(message: str) -> bytes:
@@ -109,10 +126,12 @@ class RequestGuard:
         config: Config | None = None,
         app_uuids: Collection[str] | None = None,
         signer: Signer | None = None,
+        max_body_size: int | None = None,
         permissions: PermissionsSpec | Permissions | None = None,
         rules: Iterable[RuleLike | Rule] | Rules | None = None,
     ) -> None:
         self.config = config
+        self._max_body_size = max_body_size
         self._authenticator = authenticator
         self._lock = threading.Lock()  # concurrent first requests build one authenticator
         self.app_uuids = frozenset(app_uuids) if app_uuids is not None else None
@@ -146,6 +165,77 @@ class RequestGuard:
             self._signer, _ = build_signer(config.app_uuid, config.private_key, "v1,v2", config)
         return self._signer
 
+    @property
+    def max_body_size(self) -> int | None:
+        """Bodies above this many bytes get a 413 (None: unlimited); from the
+        constructor, else ``MAUTH_MAX_BODY_SIZE`` of the config or environment."""
+        if self._max_body_size is None:
+            config = self.config or Config.from_env(resolve_private_key=False)
+            self._max_body_size = config.max_body_size if config.max_body_size is not None else -1
+        return None if self._max_body_size < 0 else self._max_body_size
+
+    def too_large(self, content_length: int | None) -> Outcome | None:
+        """A 413 when a declared or counted body size exceeds ``max_body_size``."""
+        limit = self.max_body_size
+        if limit is not None and content_length is not None and content_length > limit:
+            return Outcome(413, f"the request body exceeds {limit} bytes", None)
+        return None
+
+    def precheck(
+        self,
+        method: str,
+        query: str,
+        headers: HeadersLike | Signed,
+        *,
+        content_length: int | None = None,
+        lookup: bool = True,
+    ) -> Outcome:
+        """Every check that needs no body, run by adapters before they read it: headers
+        present and well-formed, method, app UUID shape, time window, token, declared
+        size, and (with ``lookup``) whether the app is known. ``CONTINUE`` lets the
+        request go on to :meth:`check` with ``prechecked=outcome.prechecked``; anything
+        else is the answer to send, the body unread. Never raises for bad input."""
+        start = time.perf_counter()
+        if content_length is not None and (self._max_body_size is None or self._max_body_size >= 0):
+            too_large = self.too_large(content_length)
+            if too_large is not None:
+                return self._early(too_large, start, headers)
+        if patched_compat_authenticator() is not None:  # a patched is_authentic decides
+            return Outcome(CONTINUE, "", None, None)
+        try:
+            signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
+            authenticator = self._authenticator or self.authenticator
+            prechecked = authenticator.precheck(method, query, signed, lookup=lookup)
+        except MAuthError as exc:
+            return self._early(self._failure(exc), start, headers)
+        return _new_outcome(Outcome, (CONTINUE, "", None, prechecked, NO_PERMISSIONS))
+
+    def cached(self, pre: Outcome) -> Outcome | None:
+        """Without blocking: ``pre`` again when the signature can be verified with no
+        I/O (local mode, the key cached), an error outcome when the cache already
+        answers "unknown app", None when a key fetch (or a remote ticket) is needed."""
+        prechecked = pre.prechecked
+        authenticator = self._authenticator or self.authenticator
+        if prechecked is None or authenticator.ticket_checker is not None:
+            return None
+        try:
+            return pre if authenticator.cached_keys(prechecked) else None
+        except MAuthError as exc:
+            return self._early(self._failure(exc), time.perf_counter(), None)
+
+    def lookup(self, pre: Outcome) -> Outcome:
+        """Blocking: look up the key the pre-checks need (local mode), so an unknown app
+        is refused before its body is read; ``pre`` again when it may go on."""
+        prechecked = pre.prechecked
+        authenticator = self._authenticator or self.authenticator
+        if prechecked is None or authenticator.ticket_checker is not None:
+            return pre
+        try:
+            authenticator.lookup_keys(prechecked)
+        except MAuthError as exc:
+            return self._early(self._failure(exc), time.perf_counter(), None)
+        return pre
+
     def check(
         self,
         method: str,
@@ -155,20 +245,24 @@ class RequestGuard:
         body: Body,
         *,
         app_uuids: Collection[str] | None = None,
+        prechecked: Prechecked | None = None,
         required: frozenset[str] = NO_PERMISSIONS,
     ) -> Outcome:
         """Authenticate, then authorize, a request given as plain values (``headers``
-        may be already parsed); never raises for bad input.
+        may be already parsed; ``prechecked`` is what :meth:`precheck` found); never
+        raises for bad input.
 
         ``required``: permissions this route needs beyond those of ``rules`` (a
         decorator's ``permissions=``).
         """
         span_tracer = observability.tracer()
         if span_tracer is None and not observability.listeners:
-            outcome = self._check(method, path, query, headers, body, app_uuids, required)
+            outcome = self._check(
+                method, path, query, headers, body, app_uuids, prechecked, required
+            )
         else:
             outcome = self._observed_check(
-                span_tracer, method, path, query, headers, body, app_uuids, required
+                span_tracer, method, path, query, headers, body, app_uuids, prechecked, required
             )
         if outcome[0] == 200 or self.error_detail:
             return outcome
@@ -182,6 +276,7 @@ class RequestGuard:
         headers: HeadersLike | Signed,
         body: Body,
         app_uuids: Collection[str] | None,
+        prechecked: Prechecked | None,
         required: frozenset[str],
     ) -> Outcome:
         allowed = self.app_uuids if app_uuids is None else app_uuids
@@ -192,17 +287,11 @@ class RequestGuard:
             if patched is not None:
                 result = authenticate_with_patched(patched, signable, signed)
             else:
-                result = (self._authenticator or self.authenticator).authenticate(signable, signed)
-        except InauthenticError as exc:
-            return Outcome(401, str(exc), None)
-        except UnableToAuthenticateError as exc:
-            return Outcome(500, str(exc), None)
-        except ConfigurationError as exc:
-            logger.error("MAuth is misconfigured: %s", exc)
-            return Outcome(500, f"MAuth is misconfigured: {exc}", None)
-        except MAuthError as exc:  # a request we could not even describe: not authentic
-            logger.log(self.failure_log_level, "MAuth: the request could not be read: %s", exc)
-            return Outcome(401, f"the request could not be read: {exc}", None)
+                result = (self._authenticator or self.authenticator).authenticate(
+                    signable, signed, prechecked
+                )
+        except MAuthError as exc:
+            return self._failure(exc)
         if allowed is not None and result.app_uuid not in allowed:
             logger.log(
                 self.failure_log_level,
@@ -213,6 +302,18 @@ class RequestGuard:
                 403, f"app {result.app_uuid} is not allowed to call this endpoint", result
             )
         return self._authorize(result, method, path, required)
+
+    def _failure(self, exc: MAuthError) -> Outcome:
+        if isinstance(exc, InauthenticError):
+            return Outcome(401, str(exc), None)
+        if isinstance(exc, UnableToAuthenticateError):
+            return Outcome(500, without_urls(str(exc)), None)
+        if isinstance(exc, ConfigurationError):
+            logger.error("MAuth is misconfigured: %s", exc)
+            return Outcome(500, without_urls(f"MAuth is misconfigured: {exc}"), None)
+        # A request we could not even describe: not authentic.
+        logger.log(self.failure_log_level, "MAuth: the request could not be read: %s", exc)
+        return Outcome(401, f"the request could not be read: {exc}", None)
 
     # --- authorization (issue 13): a separate step after authentication -----------------
 
@@ -227,7 +328,7 @@ class RequestGuard:
         grants = self.permissions
         if grants is None:
             if not needed:  # the hot path without authorization: nothing to look up
-                return _new_outcome(Outcome, (200, "", result, NO_PERMISSIONS))
+                return _new_outcome(Outcome, (200, "", result, None, NO_PERMISSIONS))
             logger.error(
                 "MAuth: this route requires permissions but none are configured; set "
                 "MAUTH_PERMISSIONS_FILE or Config(permissions=...)"
@@ -250,8 +351,8 @@ class RequestGuard:
             plural = "s" if len(missing) > 1 else ""
             message = f"app {result.app_uuid} lacks the permission{plural} {names}"
             logger.log(self.failure_log_level, "MAuth: %s (%s %s)", message, method, path)
-            return Outcome(403, message, result, granted)
-        return _new_outcome(Outcome, (200, "", result, granted))
+            return Outcome(403, message, result, permissions=granted)
+        return _new_outcome(Outcome, (200, "", result, None, granted))
 
     # --- error detail and observability (issue 13) -------------------------------------
 
@@ -265,12 +366,23 @@ class RequestGuard:
                 observability.finish_authentication(
                     span,
                     time.perf_counter(),
-                    _EVENT_OUTCOMES.get(status, "error"),
+                    _event_outcome(status),
                     None,
                     None,
                     message,
                 )
         outcome = Outcome(status, message, None)
+        return outcome if self.error_detail else self._without_detail(outcome)
+
+    def _early(
+        self, outcome: Outcome, start: float, headers: HeadersLike | Signed | None
+    ) -> Outcome:
+        """A refusal before the body (pre-checks): reported as the attempt's event, and
+        without detail when error detail is off, as :meth:`check`'s refusals."""
+        span_tracer = observability.tracer()
+        if span_tracer is not None or observability.listeners:
+            with observability.authentication_span(span_tracer) as span:
+                self._report(span, start, outcome, headers)
         return outcome if self.error_detail else self._without_detail(outcome)
 
     @staticmethod
@@ -287,35 +399,43 @@ class RequestGuard:
         headers: HeadersLike | Signed,
         body: Body,
         app_uuids: Collection[str] | None,
+        prechecked: Prechecked | None,
         required: frozenset[str],
     ) -> Outcome:
         """:meth:`_check` inside a ``mauth.authenticate`` span, reported as an event."""
         start = time.perf_counter()
         if span_tracer is None:  # listeners only: no context manager on this path
-            outcome = self._check(method, path, query, headers, body, app_uuids, required)
+            outcome = self._check(
+                method, path, query, headers, body, app_uuids, prechecked, required
+            )
             self._report(None, start, outcome, headers)
             return outcome
         with observability.authentication_span(span_tracer) as span:
-            outcome = self._check(method, path, query, headers, body, app_uuids, required)
+            outcome = self._check(
+                method, path, query, headers, body, app_uuids, prechecked, required
+            )
             self._report(span, start, outcome, headers)
         return outcome
 
     @staticmethod
     def _report(
-        span: object | None, start: float, outcome: Outcome, headers: HeadersLike | Signed
+        span: object | None,
+        start: float,
+        outcome: Outcome,
+        headers: HeadersLike | Signed | None,
     ) -> None:
         result = outcome.result
-        app_uuid: str | None
-        version: int | None
+        app_uuid: str | None = None
+        version: int | None = None
         if result is not None:
             app_uuid, version = result.app_uuid, result.protocol_version
-        else:  # what the request claims
+        elif headers is not None:  # what the request claims
             signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
             app_uuid, version = signed.app_uuid or None, signed_version(signed)
         observability.finish_authentication(
             span,
             start,
-            _EVENT_OUTCOMES.get(outcome.status, "error"),
+            _event_outcome(outcome.status),
             app_uuid,
             observability.version_label(version),
             outcome.message,

@@ -19,7 +19,9 @@ class MiddlewareBase(Generic[App]):
     as health checks. ``should_authenticate(request)``: return False to let a request
     through (the WSGI environ or the ASGI scope). ``app_uuids``: an allow-list (403 for
     others). The authenticator is built from ``config`` or the environment unless
-    given. Bodies above ``spool_threshold`` bytes go to a temporary file.
+    given. Bodies above ``spool_threshold`` bytes go to a temporary file; bodies above
+    ``max_body_size`` bytes (default ``MAUTH_MAX_BODY_SIZE``, else unlimited) get a 413.
+    Requests failing a check that needs no body get their answer before it is read.
     ``rules``: ``[("POST", "/studies/*", "studies:write"), ("*", "/admin/*", "admin")]``,
     the permissions (from ``permissions``, else the config's) each route needs; a
     caller lacking one gets a 403. Its permissions reach the app as ``mauth.permissions``."""
@@ -34,6 +36,7 @@ class MiddlewareBase(Generic[App]):
         config: Config | None = None,
         app_uuids: Collection[str] | None = None,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        max_body_size: int | None = None,
         rules: Iterable[RuleLike | Rule] | Rules | None = None,
         permissions: PermissionsSpec | Permissions | None = None,
     ) -> None:
@@ -46,6 +49,7 @@ class MiddlewareBase(Generic[App]):
             authenticator,
             config=config,
             app_uuids=app_uuids,
+            max_body_size=max_body_size,
             rules=rules,
             permissions=permissions,
         )
