@@ -11,6 +11,7 @@ public key (local mode) or by the MAuth service (remote mode). Its collaborators
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -305,6 +306,25 @@ class Authenticator:
                 continue
             return
         self._fail(list(checked.failures))
+
+    async def alookup_keys(self, checked: Prechecked) -> None:
+        """:meth:`lookup_keys` for an event loop (asyncio): a missing key comes from the
+        key source's ``aget_public_key`` (one fetch shared with threads asking for the
+        same app), or from :meth:`lookup_keys` in a worker thread for a source
+        without one."""
+        fetch = getattr(self.key_source, "aget_public_key", None)
+        if fetch is None or getattr(self.key_source, "cached_key", None) is None:
+            await asyncio.get_running_loop().run_in_executor(None, self.lookup_keys, checked)
+            return
+        while not self.cached_keys(checked):  # raises once every candidate is refused
+            info = checked.candidates[0]  # header-checked by cached_keys; its key is missing
+            assert info.app_uuid is not None
+            try:
+                checked.keys[info.app_uuid] = _as_key(await fetch(info.app_uuid))
+            except InauthenticError as exc:  # an unknown app: the next candidate
+                checked.drop_first(exc)
+                continue
+            return
 
     def cached_keys(self, checked: Prechecked) -> bool:
         """Like :meth:`lookup_keys` but never blocking: True when the answer is known
