@@ -22,7 +22,7 @@ from mauth_client.testing import AppIdentity, LocalMAuthService
 from ..async_servers import aiohttp_server
 from ..servers import uvicorn_server
 from .rawhttp import MIB, send_partial
-from .test_body_unread import hostile_headers, lifespan, signed_headers
+from .test_body_unread import counting_asgi, hostile_headers, signed_headers
 
 
 def fastapi_app(required: MAuthRequired, received: list[int], reached: list[str]) -> Any:
@@ -36,19 +36,7 @@ def fastapi_app(required: MAuthRequired, received: list[int], reached: list[str]
         reached.append(caller.app_uuid)
         return {"size": len(await request.body())}
 
-    async def counting(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-
-        async def counted() -> Any:
-            message = await receive()
-            received.append(len(message.get("body", b"")))
-            return message
-
-        await app(scope, counted, send)
-
-    return counting
+    return counting_asgi(app, received)
 
 
 def test_fastapi_dependency_answers_401_before_the_body(
