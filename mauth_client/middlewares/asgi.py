@@ -21,7 +21,7 @@ thread (:mod:`mauth_client.async_guard`, shared with the other async adapters).
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
 from .. import async_guard
@@ -49,7 +49,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _content_length(headers: list[tuple[Any, Any]]) -> int | None:
+def _content_length(headers: Sequence[tuple[Any, Any]]) -> int | None:
     """The declared ``Content-Length``, or None (absent or unreadable: the server
     frames the body, and the size limit is then enforced while reading)."""
     for key, value in headers:
@@ -75,7 +75,9 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
-        headers = [(k, v) for k, v in scope.get("headers", [])]
+        headers = scope.get("headers") or ()  # pairs of bytes, read twice, never copied
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)
         signed = Signed.from_headers(headers)
         guard = self.guard
         # Everything that needs no body, and the caller's key, before the body.
@@ -110,12 +112,20 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         """The body: bytes up to ``spool_threshold``, past it a temporary file written
         as the chunks arrive (never more than the threshold held in memory);
         :class:`BodyTooLargeError` as soon as it grows past ``limit``."""
+        message = await receive()
+        if message.get("type") == "http.request" and not message.get("more_body", False):
+            # The common case: the whole body in one message, taken as it is.
+            chunk = message.get("body", b"")
+            if type(chunk) is bytes and (limit is None or len(chunk) <= limit):
+                return chunk
         buffer = bytearray()
         spooled: IO[bytes] | None = None
         total = 0
+        pending: Message | None = message
         try:
             while True:
-                message = await receive()
+                message = pending if pending is not None else await receive()
+                pending = None
                 kind = message.get("type")
                 if kind == "http.disconnect":
                     raise _ClientGone
