@@ -13,7 +13,8 @@ middleware, so they answer alike and at the same moments:
 2. The adapter reads the body, then :func:`check` verifies it: on the loop (a hash
    and one RSA verify, tens of microseconds: a thread hop costs more) when the key
    is at hand and the body is in memory; in a worker thread for a spooled or very
-   large body, a remote-mode ticket, or a patched upstream seam (which may block).
+   large body, or a patched upstream seam (which may block). In remote mode the
+   tickets are asked for on ``httpx.AsyncClient`` too (:func:`_check_remote`).
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
+from .authenticator import _TICKET_VERDICTS, Prechecked, RemoteTicketChecker, TicketNeeded
 from .body import DEFAULT_SPOOL_THRESHOLD, Body
+from .exceptions import MAuthError
 from .server import Outcome, RequestGuard
 from .signed import HeadersLike, Signed
 
@@ -73,21 +76,57 @@ async def check(
     """:meth:`RequestGuard.check` of a request that passed :func:`precheck`: on the
     loop when nothing can block, else in a worker thread."""
     prechecked = pre.prechecked
-    if (
-        prechecked is not None
-        and isinstance(body, bytes)
-        and len(body) <= INLINE_BODY_LIMIT
-        and guard.authenticator.ticket_checker is None
-    ):
-        return guard.check(
-            method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
-        )
+    if prechecked is not None and isinstance(body, bytes) and len(body) <= INLINE_BODY_LIMIT:
+        checker = guard.authenticator.ticket_checker
+        if checker is None:
+            return guard.check(
+                method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
+            )
+        if isinstance(checker, RemoteTicketChecker):
+            return await _check_remote(
+                guard, method, path, query, headers, body, prechecked, app_uuids
+            )
     return await asyncio.get_running_loop().run_in_executor(
         None,
         lambda: guard.check(
             method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
         ),
     )
+
+
+async def _check_remote(
+    guard: RequestGuard,
+    method: str,
+    path: str,
+    query: str,
+    headers: HeadersLike | Signed,
+    body: bytes,
+    prechecked: Prechecked,
+    app_uuids: Collection[str] | None,
+) -> Outcome:
+    """Remote mode on the loop: the guard's check runs as for every adapter; each
+    ticket it needs is asked for on ``httpx.AsyncClient`` (it raises
+    :class:`TicketNeeded`), then the check runs again with that verdict at hand.
+    A request has at most two signatures, so at most two tickets and three passes."""
+    verdicts: dict[tuple[int, str | None], MAuthError | None] = {}
+    token = _TICKET_VERDICTS.set(verdicts)
+    try:
+        while True:
+            try:
+                return guard.check(
+                    method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
+                )
+            except TicketNeeded as need:
+                if need.key in verdicts:  # pragma: no cover - the checker answers from it
+                    raise RuntimeError("a ticket verdict was asked for twice") from None
+                try:
+                    await need.checker.acheck(need.signable, need.info)
+                except MAuthError as exc:  # refused (401) or unanswered (500): replayed
+                    verdicts[need.key] = exc
+                else:
+                    verdicts[need.key] = None
+    finally:
+        _TICKET_VERDICTS.reset(token)
 
 
 async def check_request(

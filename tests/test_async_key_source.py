@@ -8,6 +8,7 @@ real threads, real ``os.fork()``.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import os
 import threading
 import time
@@ -240,3 +241,158 @@ def test_fork_during_an_async_fetch_leaves_the_child_free(slow: Any) -> None:
         runner.join(5)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
     assert service.calls("security_tokens", wanted.app_uuid) == 2  # parent's and child's
+
+
+# --- No worker thread: the adapters and the clients' response checks -----------------------
+
+
+class NoThreads(concurrent.futures.ThreadPoolExecutor):
+    """A default executor that fails the test if anything is sent to a worker thread."""
+
+    def submit(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("work was sent to a worker thread")
+
+
+def without_threads(coroutine: Any, *, threads: bool = False) -> Any:
+    async def run() -> Any:
+        if not threads:
+            asyncio.get_running_loop().set_default_executor(NoThreads())
+        return await coroutine
+
+    return asyncio.run(run())
+
+
+def asgi_call(
+    app: Any, identity: AppIdentity, body: bytes, *, tamper: bool = False, threads: bool = False
+) -> int:
+    headers = Signer(identity.app_uuid, identity.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/p", body=body)
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/p",
+        "raw_path": b"/p",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {
+            "type": "http.request",
+            "body": body + (b"!" if tamper else b""),
+            "more_body": False,
+        }
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async def go() -> None:
+        await app(scope, receive, send)
+
+    without_threads(go(), threads=threads)
+    return int(sent[0]["status"])
+
+
+async def ok_app(scope: Any, receive: Any, send: Any) -> None:
+    await receive()
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"ok"})
+
+
+@pytest.mark.parametrize("mode", ["local", "remote"])
+def test_asgi_middleware_fetches_and_asks_tickets_without_a_thread(
+    service: LocalMAuthService, me: AppIdentity, mode: str
+) -> None:
+    """The first request of a new app: its key (local mode) or its ticket (remote mode)
+    on httpx.AsyncClient; a default executor that refuses work proves no thread hop
+    (the private key is resolved before, as it is PEM here and needs no thread)."""
+    from mauth_client.middlewares import MAuthASGIMiddleware
+
+    caller = service.new_app()
+    app = MAuthASGIMiddleware(ok_app, config=service.config_for(me, mauth_mode=mode))
+    kind = "security_tokens" if mode == "local" else "authentication_tickets"
+    # The async client resolves its key in a thread once (KMS may block): done here.
+    asgi_call(app, caller, b"warm", threads=True)
+    service.reset_counters()
+    newcomer = service.new_app()
+    assert asgi_call(app, newcomer, b"hello") == 200
+    assert asgi_call(app, newcomer, b"hello", tamper=True) == 401
+    assert service.calls(kind) == (1 if mode == "local" else 2)
+
+
+def test_remote_mode_falls_back_to_v1_through_async_tickets(
+    service: LocalMAuthService, me: AppIdentity
+) -> None:
+    """V2 tampered, V1 good (no query): two tickets, both on the loop, the V1 one wins."""
+    from mauth_client.middlewares import MAuthASGIMiddleware
+
+    caller = service.new_app()
+    app = MAuthASGIMiddleware(ok_app, config=service.config_for(me, mauth_mode="remote"))
+    asgi_call(app, caller, b"warm", threads=True)
+    signer = Signer(caller.app_uuid, caller.private_key, "v1,v2")
+    both = signer.signed_headers(RequestSignable(method="POST", url="/p", body=b"x"))
+    other = signer.signed_headers(RequestSignable(method="POST", url="/p", body=b"y"))
+    both["MCC-Authentication"] = other["MCC-Authentication"]  # well-formed, for another body
+    both["MCC-Time"] = other["MCC-Time"]
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/p",
+        "raw_path": b"/p",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in both.items()],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    service.reset_counters()
+    without_threads(app(scope, receive, send))
+    assert sent[0]["status"] == 200
+    assert service.calls("authentication_tickets") == 2
+
+
+def test_httpx_async_client_checks_responses_without_a_thread(
+    service: LocalMAuthService, me: AppIdentity
+) -> None:
+    """MAuthHttpx in an httpx.AsyncClient: the responder's key is fetched on the loop."""
+    import httpx
+
+    from mauth_client.httpx_mauth import MAuthHttpx
+
+    responder = service.new_app()
+    body = b'{"ok": true}'
+    signed = Signer(responder.app_uuid, responder.private_key, "v2")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        from mauth_client.signable import ResponseSignable
+
+        return httpx.Response(
+            200, content=body, headers=signed.signed_headers(ResponseSignable(200, body))
+        )
+
+    auth = MAuthHttpx(
+        me.app_uuid,
+        me.private_key,
+        "v2",
+        config=service.config_for(me),
+        authenticate_responses=True,
+    )
+
+    async def go() -> Any:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await client.get("http://127.0.0.1/anything", auth=auth)
+
+    asyncio.run(go())  # warm: the async key-service client resolves its key once
+    service.reset_counters()
+    responder = service.new_app()
+    signed = Signer(responder.app_uuid, responder.private_key, "v2")
+    answer = without_threads(go())
+    assert answer.extensions["mauth_app_uuid"] == responder.app_uuid
+    assert service.calls("security_tokens", responder.app_uuid) == 1
