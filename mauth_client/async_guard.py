@@ -22,9 +22,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Collection
 
-from .authenticator import _TICKET_VERDICTS, Prechecked, RemoteTicketChecker, TicketNeeded
+from .authenticator import (
+    _TICKET_VERDICTS,
+    Authenticator,
+    Prechecked,
+    RemoteTicketChecker,
+    TicketNeeded,
+    is_uuid_shaped,
+)
 from .body import DEFAULT_SPOOL_THRESHOLD, Body
-from .exceptions import MAuthError
+from .exceptions import InauthenticError, MAuthError
+from .keys import load_public_key
 from .server import Outcome, RequestGuard
 from .signed import HeadersLike, Signed
 
@@ -77,8 +85,9 @@ async def check(
     loop when nothing can block, else in a worker thread."""
     prechecked = pre.prechecked
     if prechecked is not None and isinstance(body, bytes) and len(body) <= INLINE_BODY_LIMIT:
-        checker = guard.authenticator.ticket_checker
-        if checker is None:
+        authenticator = guard.authenticator
+        checker = authenticator.ticket_checker
+        if checker is None and await _fallback_keys(authenticator, prechecked):
             return guard.check(
                 method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
             )
@@ -92,6 +101,35 @@ async def check(
             method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
         ),
     )
+
+
+async def _fallback_keys(authenticator: Authenticator, prechecked: Prechecked) -> bool:
+    """Make sure a V1 fallback signed by another app cannot fetch a key on the loop.
+
+    :func:`precheck` found the first signature's key; the V1 one a V2 failure falls
+    back to (section 4.5) may name another app, whose key the check would fetch
+    blocking the loop (any client could send such headers). Its key is looked up
+    here, without blocking; False when it cannot be (the check then goes to a thread).
+    """
+    prechecked.add_fallback()
+    source = authenticator.key_source
+    peek = getattr(source, "cached_key", None)
+    fetch = getattr(source, "aget_public_key", None)
+    for info in prechecked.candidates[1:]:
+        app_uuid = info.app_uuid
+        if app_uuid is None or app_uuid in prechecked.keys or not is_uuid_shaped(app_uuid):
+            continue  # refused by its header checks without a key
+        if peek is None or fetch is None:
+            return False
+        try:
+            if peek(app_uuid) is not None:
+                continue
+            prechecked.keys[app_uuid] = load_public_key(await fetch(app_uuid))
+        except InauthenticError:
+            continue  # unknown: now cached as such, answered without I/O
+        except MAuthError:
+            return False
+    return True
 
 
 async def _check_remote(

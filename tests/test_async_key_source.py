@@ -396,3 +396,47 @@ def test_httpx_async_client_checks_responses_without_a_thread(
     answer = without_threads(go())
     assert answer.extensions["mauth_app_uuid"] == responder.app_uuid
     assert service.calls("security_tokens", responder.app_uuid) == 1
+
+
+def test_a_v1_fallback_from_another_app_never_fetches_on_the_loop(
+    service: LocalMAuthService, me: AppIdentity
+) -> None:
+    """V2 from a cached app but for another body, V1 (no query: a fallback is allowed)
+    from an app not seen yet: the V1 key is fetched without blocking the loop, and
+    without a thread."""
+    from mauth_client.key_holder import KeyHolderSource
+    from mauth_client.middlewares import MAuthASGIMiddleware
+
+    class NoBlockingFetch(LocalKeySource):
+        def _fetch(self, app_uuid: str) -> Any:
+            raise AssertionError(f"a blocking fetch of {app_uuid} on the event loop")
+
+    cached, newcomer = service.new_app(), service.new_app()
+    source = NoBlockingFetch(service.config_for(me))
+    app = MAuthASGIMiddleware(ok_app, authenticator=Authenticator(KeyHolderSource(source)))
+    asgi_call(app, cached, b"warm", threads=True)  # cached's key, and the client's key resolved
+    v2 = Signer(cached.app_uuid, cached.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/p", body=b"something else")
+    )
+    v1 = Signer(newcomer.app_uuid, newcomer.private_key, "v1").signed_headers(
+        RequestSignable(method="POST", url="/p", body=b"x")
+    )
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/p",
+        "raw_path": b"/p",
+        "query_string": b"",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in {**v2, **v1}.items()],
+    }
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"x", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    without_threads(app(scope, receive, send))
+    assert sent[0]["status"] == 200  # V1 from the newcomer is authentic
+    assert service.calls("security_tokens", newcomer.app_uuid) == 1
