@@ -87,7 +87,11 @@ async def check(
     if prechecked is not None and isinstance(body, bytes) and len(body) <= INLINE_BODY_LIMIT:
         authenticator = guard.authenticator
         checker = authenticator.ticket_checker
-        if checker is None and await _fallback_keys(authenticator, prechecked):
+        if checker is None and (
+            # The common case, at no cost: one candidate, no fallback to prepare.
+            (len(prechecked.candidates) == 1 and not prechecked.add_fallback())
+            or await _fallback_keys(authenticator, prechecked)
+        ):
             return guard.check(
                 method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
             )
@@ -110,8 +114,8 @@ async def _fallback_keys(authenticator: Authenticator, prechecked: Prechecked) -
     back to (section 4.5) may name another app, whose key the check would fetch
     blocking the loop (any client could send such headers). Its key is looked up
     here, without blocking; False when it cannot be (the check then goes to a thread).
+    The fallback is already among ``prechecked.candidates`` (``add_fallback``).
     """
-    prechecked.add_fallback()
     source = authenticator.key_source
     peek = getattr(source, "cached_key", None)
     fetch = getattr(source, "aget_public_key", None)
