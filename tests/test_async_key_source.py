@@ -262,12 +262,8 @@ def without_threads(coroutine: Any, *, threads: bool = False) -> Any:
     return asyncio.run(run())
 
 
-def asgi_call(
-    app: Any, identity: AppIdentity, body: bytes, *, tamper: bool = False, threads: bool = False
-) -> int:
-    headers = Signer(identity.app_uuid, identity.private_key, "v2").signed_headers(
-        RequestSignable(method="POST", url="/p", body=body)
-    )
+def asgi_post(app: Any, headers: dict[str, str], body: bytes, *, threads: bool = False) -> int:
+    """POST ``body`` to ``/p`` of the ASGI ``app`` with ``headers``; the status."""
     scope = {
         "type": "http",
         "method": "POST",
@@ -279,20 +275,22 @@ def asgi_call(
     sent: list[dict[str, Any]] = []
 
     async def receive() -> dict[str, Any]:
-        return {
-            "type": "http.request",
-            "body": body + (b"!" if tamper else b""),
-            "more_body": False,
-        }
+        return {"type": "http.request", "body": body, "more_body": False}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    async def go() -> None:
-        await app(scope, receive, send)
-
-    without_threads(go(), threads=threads)
+    without_threads(app(scope, receive, send), threads=threads)
     return int(sent[0]["status"])
+
+
+def asgi_call(
+    app: Any, identity: AppIdentity, body: bytes, *, tamper: bool = False, threads: bool = False
+) -> int:
+    headers = Signer(identity.app_uuid, identity.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/p", body=body)
+    )
+    return asgi_post(app, headers, body + (b"!" if tamper else b""), threads=threads)
 
 
 async def ok_app(scope: Any, receive: Any, send: Any) -> None:
@@ -336,25 +334,8 @@ def test_remote_mode_falls_back_to_v1_through_async_tickets(
     other = signer.signed_headers(RequestSignable(method="POST", url="/p", body=b"y"))
     both["MCC-Authentication"] = other["MCC-Authentication"]  # well-formed, for another body
     both["MCC-Time"] = other["MCC-Time"]
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/p",
-        "raw_path": b"/p",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in both.items()],
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"x", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
     service.reset_counters()
-    without_threads(app(scope, receive, send))
-    assert sent[0]["status"] == 200
+    assert asgi_post(app, both, b"x") == 200
     assert service.calls("authentication_tickets") == 2
 
 
@@ -421,22 +402,5 @@ def test_a_v1_fallback_from_another_app_never_fetches_on_the_loop(
     v1 = Signer(newcomer.app_uuid, newcomer.private_key, "v1").signed_headers(
         RequestSignable(method="POST", url="/p", body=b"x")
     )
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": "/p",
-        "raw_path": b"/p",
-        "query_string": b"",
-        "headers": [(k.lower().encode(), v.encode()) for k, v in {**v2, **v1}.items()],
-    }
-    sent: list[dict[str, Any]] = []
-
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"x", "more_body": False}
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    without_threads(app(scope, receive, send))
-    assert sent[0]["status"] == 200  # V1 from the newcomer is authentic
+    assert asgi_post(app, {**v2, **v1}, b"x") == 200  # V1 from the newcomer is authentic
     assert service.calls("security_tokens", newcomer.app_uuid) == 1
