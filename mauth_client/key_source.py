@@ -11,12 +11,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib.util
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import quote
 
 from cachetools import TTLCache
@@ -28,6 +31,9 @@ from .exceptions import InauthenticError, UnableToAuthenticateError
 from .key_service import max_age, parse_security_token
 from .key_service_requests import MAuthServiceClient
 from .keys import PublicKeyData, load_public_key
+
+if TYPE_CHECKING:  # httpx is an extra: imported when an async fetch first happens
+    from .key_service_httpx import AsyncMAuthServiceClient
 
 logger = logging.getLogger("mauth_client")
 
@@ -79,6 +85,7 @@ class LocalKeySource:
         *,
         client: MAuthServiceClient | None = None,
         clock: Clock = time.time,
+        async_client: AsyncMAuthServiceClient | None = None,
     ) -> None:
         self.config = config
         self.client = client or MAuthServiceClient(config)
@@ -92,25 +99,24 @@ class LocalKeySource:
         )
         self._in_flight: dict[str, Future[_Entry | None]] = {}
         self.fetch_count = 0
+        # Async fetches (aget_public_key): the httpx client, built on first use, and
+        # the fetch tasks in progress (held here so they are not collected mid-fetch).
+        self._async_client = async_client
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
         forksafe.register(self)
 
     def _after_fork_in_child(self) -> None:
         # Keep the cached keys; a lock or a fetch in flight belongs to a parent's thread
-        # that does not exist here (it would never be released or finish).
+        # (or event loop) that does not exist here (it would never be released or finish).
         self._lock = threading.Lock()
         self._in_flight = {}
+        self._fetch_tasks = set()
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
         entry = self._keys.get(app_uuid)
         if entry is not None and entry.expires_at > self._clock():
             return entry.key
-        with self._lock:
-            if app_uuid in self._unknown:
-                raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
-            flight = self._in_flight.get(app_uuid)
-            leader = flight is None
-            if flight is None:
-                flight = self._in_flight[app_uuid] = Future()
+        flight, leader = self._join(app_uuid)
         if leader:
             try:
                 result = self._fetch(app_uuid)
@@ -120,19 +126,108 @@ class LocalKeySource:
             else:
                 flight.set_result(result)
             finally:
-                with self._lock:
-                    del self._in_flight[app_uuid]
-        # Followers wait no longer than the leader can take.
-        limit = (self.config.connect_timeout + self.config.read_timeout) * (
-            self.config.retries + 1
-        ) + 5
+                self._land(app_uuid, flight)
         try:
-            result = flight.result(timeout=limit)
+            result = flight.result(timeout=self._wait_limit())
         except TimeoutError:
             raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
-        if result is None:
-            raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
-        return result.key
+        return _key_of(result, app_uuid)
+
+    # --- one single-flight for threads and event loops (issue 11 item 2) -------------------
+
+    def _join(self, app_uuid: str) -> tuple[Future[_Entry | None], bool]:
+        """The fetch in flight for ``app_uuid`` and whether the caller leads it (starts
+        it); raises when the app is cached as unknown. A thread and a task asking at
+        once share one :class:`concurrent.futures.Future`, so one fetch."""
+        with self._lock:
+            if app_uuid in self._unknown:
+                raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+            flight = self._in_flight.get(app_uuid)
+            if flight is not None:
+                return flight, False
+            flight = self._in_flight[app_uuid] = Future()
+            return flight, True
+
+    def _land(self, app_uuid: str, flight: Future[_Entry | None]) -> None:
+        with self._lock:
+            if self._in_flight.get(app_uuid) is flight:
+                del self._in_flight[app_uuid]
+
+    def _wait_limit(self) -> float:
+        # Followers wait no longer than the leader can take.
+        config = self.config
+        return (config.connect_timeout + config.read_timeout) * (config.retries + 1) + 5
+
+    async def aget_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
+        """:meth:`get_public_key` for an event loop (asyncio): a missing key is fetched
+        on ``httpx.AsyncClient`` (:class:`AsyncMAuthServiceClient`), not in a thread.
+
+        Same cache and same single-flight as the blocking method: whichever of a
+        thread or a task asks first fetches, the others wait for that fetch. The
+        fetch runs as its own task, so cancelling a waiting request (its client went
+        away) cancels only its wait: the fetch finishes for the others, and the
+        in-flight entry is always cleared.
+        """
+        entry = self._keys.get(app_uuid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        if not _httpx_installed():  # no async transport: the blocking fetch, in a thread
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self.get_public_key, app_uuid)
+        flight, leader = self._join(app_uuid)
+        if leader:
+            task = asyncio.get_running_loop().create_task(self._fetch_async(app_uuid, flight))
+            self._fetch_tasks.add(task)
+            task.add_done_callback(self._fetch_tasks.discard)
+        try:
+            # shield: a waiter's cancellation (or timeout) must not cancel the shared
+            # Future, which wrap_future would otherwise do.
+            result = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(flight)), self._wait_limit()
+            )
+        except asyncio.TimeoutError:
+            raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
+        return _key_of(result, app_uuid)
+
+    @observability.observed_async_key_fetch  # a key_fetch event and span (issue 13)
+    async def _fetch_async(self, app_uuid: str, flight: Future[_Entry | None]) -> None:
+        try:
+            with self._lock:
+                self.fetch_count += 1
+            answer = await self._async_service().security_token(app_uuid)
+            result = self._accept(app_uuid, answer.key, answer.ttl)
+        except asyncio.CancelledError:  # the loop is shutting down
+            flight.set_exception(UnableToAuthenticateError("the key fetch was cancelled"))
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            flight.set_result(result)
+        finally:
+            self._land(app_uuid, flight)
+
+    def _async_service(self) -> AsyncMAuthServiceClient:
+        if self._async_client is None:
+            from .key_service_httpx import AsyncMAuthServiceClient
+
+            self._async_client = AsyncMAuthServiceClient(self.config)
+        return self._async_client
+
+    def _accept(self, app_uuid: str, key: rsa.RSAPublicKey | None, ttl: float) -> _Entry | None:
+        """Cache a fetch's answer: a key for ``ttl`` seconds (not at all for 0), or the
+        app as unknown (``key`` None) for the negative-cache time."""
+        if key is None:
+            with self._lock:
+                self._unknown[app_uuid] = True
+            logger.warning("MAuth service does not know app %r (404)", app_uuid)
+            return None
+        entry = _Entry(key, self._clock() + ttl)
+        if ttl > 0:
+            with self._lock:
+                self._store(app_uuid, entry)
+        return entry
 
     def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey | None:
         """Without blocking or fetching: the cached key, or None when a fetch would be
@@ -155,10 +250,7 @@ class LocalKeySource:
             self.fetch_count += 1
         response = self.client.request("GET", path)
         if response.status_code == 404:
-            with self._lock:
-                self._unknown[app_uuid] = True
-            logger.warning("MAuth service does not know app %r (404)", app_uuid)
-            return None
+            return self._accept(app_uuid, None, 0)
         if response.status_code != 200:
             raise UnableToAuthenticateError(
                 f"the MAuth service answered {response.status_code} when asked for the public "
@@ -170,11 +262,7 @@ class LocalKeySource:
             self.config.default_key_ttl,
             self.config.max_key_ttl,
         )
-        entry = _Entry(key, self._clock() + ttl)
-        if ttl > 0:
-            with self._lock:
-                self._store(app_uuid, entry)
-        return entry
+        return self._accept(app_uuid, key, ttl)
 
     def _store(self, app_uuid: str, entry: _Entry) -> None:
         keys = self._keys
@@ -192,6 +280,17 @@ class LocalKeySource:
         with self._lock:
             self._keys.clear()
             self._unknown.clear()
+
+
+@functools.cache
+def _httpx_installed() -> bool:
+    return importlib.util.find_spec("httpx") is not None
+
+
+def _key_of(result: _Entry | None, app_uuid: str) -> rsa.RSAPublicKey:
+    if result is None:
+        raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+    return result.key
 
 
 def _parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 from bisect import bisect_left
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, NamedTuple, TypeVar
 
@@ -232,6 +232,56 @@ def observed_key_fetch(fetch: Callable[[Any, str], T]) -> Callable[[Any, str], T
                 outcome = "fetched" if result is not None else "not_found"
                 return result
             finally:
+                if span is not None:
+                    span.set_attribute("mauth.app_uuid", app_uuid)
+                    span.set_attribute("mauth.outcome", outcome)
+                if listeners:
+                    emit(
+                        Event(
+                            "key_fetch",
+                            outcome,
+                            app_uuid,
+                            None,
+                            reason,
+                            time.perf_counter() - start,
+                        )
+                    )
+
+    wrapper.__wrapped__ = fetch  # type: ignore[attr-defined]
+    wrapper.__doc__ = fetch.__doc__
+    return wrapper
+
+
+def observed_async_key_fetch(
+    fetch: Callable[[Any, str, Any], Coroutine[Any, Any, None]],
+) -> Callable[[Any, str, Any], Coroutine[Any, Any, None]]:
+    """Decorates a key source's ``_fetch_async(self, app_uuid, flight)``, which settles
+    the ``concurrent.futures.Future`` ``flight`` with the entry (None: unknown app) or
+    an exception: the same ``key_fetch`` event and span as :func:`observed_key_fetch`."""
+
+    async def wrapper(self: Any, app_uuid: str, flight: Any) -> None:
+        span_tracer = tracer()
+        if span_tracer is None and not listeners:
+            await fetch(self, app_uuid, flight)
+            return
+        start = time.perf_counter()
+        span_context: Any = (
+            span_tracer.start_as_current_span("mauth.key_fetch")
+            if span_tracer is not None
+            else _no_span()
+        )
+        with span_context as span:
+            try:
+                await fetch(self, app_uuid, flight)
+            finally:
+                outcome, reason = "error", "the key fetch did not finish"
+                if flight.done():
+                    error = flight.exception()
+                    if error is not None:
+                        reason = str(error)
+                    else:
+                        outcome = "fetched" if flight.result() is not None else "not_found"
+                        reason = ""
                 if span is not None:
                     span.set_attribute("mauth.app_uuid", app_uuid)
                     span.set_attribute("mauth.outcome", outcome)
