@@ -211,7 +211,7 @@ class RequestGuard:
         input."""
         allowed = self.app_uuids if app_uuids is None else app_uuids
         try:
-            signable = RequestSignable(method, None, body, path=path, query_string=query)
+            signable = RequestSignable.received(method, path, query, body)
             signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
             # Upstream suites patch is_authentic; a pre-check that ran looked already.
             patched = patched_compat_authenticator() if prechecked is None else None

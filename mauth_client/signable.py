@@ -439,6 +439,19 @@ class RequestSignable(Signable):
         self.path = path or "/"
         self.query_string = query
 
+    @classmethod
+    def received(cls, method: str, path: str, query: str, body: Body) -> RequestSignable:
+        """A request as a server adapter received it: ``path`` and ``query`` as sent.
+
+        The same as ``RequestSignable(method, path=path, query_string=query, body=body)``,
+        without keyword parsing for the usual str values (every request pays it)."""
+        if type(method) is not str or type(path) is not str or type(query) is not str:
+            return cls(method, None, body, path=path, query_string=query)  # it says why
+        self = cls.__new__(cls)
+        self._hashes = _BodyHashes(body)
+        self.method, self.path, self.query_string = method, path or "/", query
+        return self
+
     def check(self) -> None:
         """Raise :class:`InvalidMessageError` if this request cannot be signed as given."""
         if not _METHOD.fullmatch(self.method):
