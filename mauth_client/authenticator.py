@@ -412,10 +412,9 @@ class Authenticator:
         keys: dict[str, rsa.RSAPublicKey] | None = None,
     ) -> AuthResult:
         label = "V2" if info.version == 2 else "V1"
-        if self.logger.isEnabledFor(logging.INFO):
-            self.logger.info(
-                "MAuth: authenticating a message from app %r with %s", info.app_uuid, label
-            )
+        self.logger.info(
+            "MAuth: authenticating a message from app %r with %s", info.app_uuid, label
+        )
         try:
             assert info.app_uuid is not None
             if self.ticket_checker is not None and isinstance(signable, RequestSignable):
@@ -549,8 +548,11 @@ def _failure_warning(logger: logging.Logger, line: str) -> None:
     """``logger.warning(line)`` for the one line a failed request logs, minus the stack
     walk (``findCaller``) that finds where it was called from, a fifth of logging's
     cost per failure: the record names :meth:`Authenticator._fail`, its only caller.
-    Level, ``disabled``, filters, handlers and propagation are the logger's own."""
-    if logger.isEnabledFor(logging.WARNING):
+    Level, ``disabled``, filters, handlers and propagation are the logger's own. Other
+    logger-like objects (adapters, structlog, upstream users' own) get ``.warning``."""
+    if not isinstance(logger, logging.Logger):
+        logger.warning(line)
+    elif logger.isEnabledFor(logging.WARNING):
         logger.handle(
             logger.makeRecord(
                 logger.name, logging.WARNING, __file__, _FAIL_LINE, line, (), None, "_fail"

@@ -225,3 +225,21 @@ def test_the_failure_warning_is_an_ordinary_record() -> None:
     finally:
         logger.disabled = False
         logger.removeHandler(handler)
+
+
+def test_a_logger_adapter_still_gets_the_failure_warning() -> None:
+    """Upstream users pass their own logger-like objects: only ``.warning`` is assumed."""
+    logger = logging.getLogger("mauth_client.test_hot_paths.adapter")
+    logger.propagate = False
+    handler = _Counting()
+    logger.addHandler(handler)
+    adapter = logging.LoggerAdapter(logger, {"request_id": "r-1"})
+    authenticator = Authenticator(StaticKeySource({APP: PUBLIC}), logger=adapter)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(InauthenticError):
+            authenticator.authenticate(*_tampered("/orders/a"))
+        (record,) = handler.records
+        assert record.levelno == logging.WARNING and "after V2 failed" in record.getMessage()
+        assert record.request_id == "r-1"  # type: ignore[attr-defined]
+    finally:
+        logger.removeHandler(handler)
