@@ -300,9 +300,10 @@ class Authenticator:
                 self.logger.log(
                     self.failure_log_level, "MAuth authentication failed: no signature present"
                 )
+                # Word for word what upstream's clients answer: suites assert this body.
                 raise MAuthNotPresent(
                     "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
-                    "or MCC-Authentication header is blank."
+                    "header is blank, MCC-Authentication header is blank."
                 )
             if self.v2_only:
                 self.logger.log(

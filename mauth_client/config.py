@@ -158,21 +158,34 @@ def require_settings(values: Mapping[str, object]) -> None:
         raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
 
 
-def require_configured(config: Config | None, who: str) -> Config:
+def require_configured(config: Config | None, who: str, *, upstream_words: bool = False) -> Config:
     """Fail where an adapter is built, not on its first request: ``config`` (or the
     environment) must name this app, its private key and the MAuth service.
 
     Only presence is checked here; a KMS-encrypted key is decrypted when first used.
-    Raises :class:`MissingConfigurationError` naming what to set.
+    Raises :class:`MissingConfigurationError` naming what to set; with
+    ``upstream_words`` (the middlewares upstream had) in the words upstream used, which
+    its users' suites compare for equality.
     """
     if config is None:
         config = Config.from_env(resolve_private_key=False)
+    keyless = not (config.app_uuid and config.private_key)
+    api_unset = (
+        "MAUTH_API_VERSION" in Config.__dict__ and Config.__dict__["MAUTH_API_VERSION"] is None
+    )
+    serviceless = not config.mauth_url or api_unset
+    if upstream_words:
+        groups = ["APP_UUID and PRIVATE_KEY"] if keyless else []
+        groups += ["MAUTH_URL and MAUTH_API_VERSION"] if serviceless else []
+        if groups:
+            raise MissingConfigurationError(f"{who} requires " + ", and ".join(groups))
+        return config
     missing = [
         _HINTS[name]
         for name in ("app_uuid", "private_key", "mauth_url")
         if not getattr(config, name)
     ]
-    if "MAUTH_API_VERSION" in Config.__dict__ and Config.__dict__["MAUTH_API_VERSION"] is None:
+    if api_unset:
         missing.append("MAUTH_API_VERSION")  # unset on the class, as upstream's suites do
     if missing:
         raise MissingConfigurationError(
