@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import logging
 import time as _time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -26,11 +26,14 @@ from .exceptions import (
     InauthenticError,
     MAuthNotPresent,
     MissingV2Error,
+    ReplayCacheUnavailable,
+    ReplayedRequestError,
     UnableToAuthenticateError,
     UnableToSignError,
 )
 from .key_source import KeySource, LocalKeySource, MAuthServiceClient
 from .keys import load_public_key
+from .replay import ReplayCache, ReplayProtection, cache_from_setting
 from .signable import RequestSignable, Signable
 from .signed import SignatureInfo, Signed
 from .signer import Signer
@@ -109,6 +112,9 @@ class Authenticator:
         time_window: int = ALLOWED_DRIFT_SECONDS,
         clock: Clock = _time.time,
         logger: logging.Logger | None = None,
+        replay_cache: ReplayCache | ReplayProtection | None = None,
+        replay_methods: str | Collection[str] | None = None,
+        replay_fail_open: bool = False,
     ) -> None:
         if key_source is None and ticket_checker is None:
             raise ValueError("an Authenticator needs a key_source or a ticket_checker")
@@ -119,6 +125,17 @@ class Authenticator:
         self.time_window = time_window
         self.clock = clock
         self.logger = logger or logging.getLogger("mauth_client")
+        # Replay protection (issue 12): applied once, after a request was verified.
+        self.replay: ReplayProtection | None = None
+        if isinstance(replay_cache, ReplayProtection):
+            self.replay = replay_cache
+        elif replay_cache is not None:
+            self.replay = ReplayProtection(
+                replay_cache,
+                methods=replay_methods,
+                fail_open=replay_fail_open,
+                time_window=time_window,
+            )
 
     @classmethod
     def from_config(
@@ -150,12 +167,30 @@ class Authenticator:
             time_window=config.time_window,
             clock=clock,
             logger=logger,
+            replay_cache=cache_from_setting(config.replay_cache),
+            replay_methods=config.replay_methods,
+            replay_fail_open=config.replay_fail_open,
         )
 
     # --- outcomes ---------------------------------------------------------------------
 
     def authenticate(self, signable: Signable, signed: Signed) -> AuthResult:
-        """Authenticate ``signable`` by its headers ``signed`` (section 4)."""
+        """Authenticate ``signable`` by its headers ``signed`` (section 4), then, with
+        replay protection on, record its signatures (:class:`ReplayedRequestError`
+        for one seen before, :class:`ReplayCacheUnavailable` when the cache fails)."""
+        result = self._authenticate_signatures(signable, signed)
+        if self.replay is not None:
+            try:
+                self.replay.check(signable, signed)
+            except ReplayedRequestError as exc:
+                self.logger.warning("MAuth: app %r: %s", result.app_uuid, exc)
+                raise
+            except ReplayCacheUnavailable as exc:
+                self.logger.error("MAuth: could not check for a replay: %s", exc)
+                raise
+        return result
+
+    def _authenticate_signatures(self, signable: Signable, signed: Signed) -> AuthResult:
         v2 = signed.v2
         if v2 is None:
             v1 = signed.v1
@@ -186,11 +221,14 @@ class Authenticator:
                 raise type(fallback)(f"{fallback} (after V2 failed: {exc})") from None
 
     def is_authentic(self, signable: Signable, signed: Signed) -> tuple[bool, int, str]:
-        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``."""
+        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``
+        (503 when the replay cache failed)."""
         try:
             self.authenticate(signable, signed)
         except InauthenticError as exc:
             return False, 401, str(exc)
+        except ReplayCacheUnavailable as exc:
+            return False, 503, str(exc)
         except UnableToAuthenticateError as exc:
             return False, 500, str(exc)
         return True, 200, ""
@@ -273,6 +311,17 @@ class Authenticator:
         found = self.key_source.get_public_key(info.app_uuid)
         # Key sources may answer with PEM; a key object needs no (ABC-checked) reload.
         key = load_public_key(found) if isinstance(found, (str, bytes)) else found
+        if self._matches_any(key, signable, info):
+            return True
+        # The app may have rotated its key: the source may fetch it again (issue 12).
+        refresh = getattr(self.key_source, "refresh_public_key", None)
+        fresh = refresh(info.app_uuid, found) if refresh is not None else None
+        if fresh is None or fresh is found:
+            return False
+        key = load_public_key(fresh) if isinstance(fresh, (str, bytes)) else fresh
+        return self._matches_any(key, signable, info)
+
+    def _matches_any(self, key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo) -> bool:
         if self._matches(key, signable, info):  # the message as received
             return True
         # Section 4.6: also accept the target as a server may have re-encoded it. The
@@ -336,6 +385,7 @@ class AbstractAuthenticator:
             time_window=self.ALLOWED_DRIFT_SECONDS,
             clock=base.clock,
             logger=self.logger,
+            replay_cache=base.replay,
         )
 
     def authenticate(self) -> AuthResult:

@@ -40,6 +40,12 @@ ENV_NAMES = (
     "V2_ONLY_AUTHENTICATE",
     "MAUTH_V2_ONLY_AUTHENTICATE",
     "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
+    # replay protection and key caching (issue 12)
+    "MAUTH_REPLAY_CACHE",
+    "MAUTH_REPLAY_METHODS",
+    "MAUTH_REPLAY_FAIL_OPEN",
+    "MAUTH_MIN_KEY_REFETCH_INTERVAL",
+    "MAUTH_MAX_STALE",
 )
 
 # Upstream attribute name -> field of a Config instance.
@@ -61,6 +67,8 @@ def redact_url(url: str | None) -> str:
         return ""
     return re.sub(r"(?<=://)[^/?#@]*@", "***@", url)
 
+
+_URL_FIELDS = ("mauth_url", "replay_cache")  # shown without credentials
 
 _HINTS = {
     "app_uuid": "APP_UUID (or MAUTH_APP_UUID)",
@@ -158,6 +166,18 @@ class Config(metaclass=_UpstreamNames):
     default_key_ttl: int = 300
     max_key_ttl: int = 86400
     negative_cache_ttl: int = 60
+    # --- replay protection and key caching (issue 12, issue 10 item 8) ---
+    # "memory", a redis:// or rediss:// URL, or a mauth_client.replay.ReplayCache; None: off.
+    replay_cache: Any = None
+    # Protected methods ("POST,PUT" or a collection); None: all but GET, HEAD, OPTIONS.
+    replay_methods: Any = None
+    replay_fail_open: bool = False
+    # A signature that fails with a key cached longer than this refetches the key once.
+    min_key_refetch_interval: float = 30.0
+    # An expired key is still used for this long while the MAuth service fails.
+    max_stale: float = 3600.0
+    # After a failed key lookup, fail fast (no call to the service) for this long.
+    lookup_failure_cooldown: float = 5.0
 
     def __post_init__(self) -> None:
         if self.mauth_mode not in ("local", "remote"):
@@ -179,6 +199,9 @@ class Config(metaclass=_UpstreamNames):
             "default_key_ttl",
             "max_key_ttl",
             "negative_cache_ttl",
+            "min_key_refetch_interval",
+            "max_stale",
+            "lookup_failure_cooldown",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -189,6 +212,14 @@ class Config(metaclass=_UpstreamNames):
                 f"not {redact_url(self.mauth_url)!r}"
             )
 
+        self._check_replay_settings()
+
+    def _check_replay_settings(self) -> None:
+        from .replay import check_replay_setting, parse_methods
+
+        check_replay_setting(self.replay_cache)
+        parse_methods(self.replay_methods)
+
     def __repr__(self) -> str:
         """Every setting but the private key, with credentials cut from the URL."""
         shown = []
@@ -196,9 +227,9 @@ class Config(metaclass=_UpstreamNames):
             if item.name == "private_key":
                 continue
             value = getattr(self, item.name)
-            shown.append(
-                f"{item.name}={redact_url(value) if item.name == 'mauth_url' else value!r}"
-            )
+            if item.name == "mauth_url" or (item.name in _URL_FIELDS and isinstance(value, str)):
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
         return f"Config({', '.join(shown)})"
 
     # Upstream's attribute names, read on an instance.
@@ -233,6 +264,7 @@ class Config(metaclass=_UpstreamNames):
         values["disable_fallback_to_v1_on_v2_failure"] = _flag(
             env, "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE"
         )
+        _replay_from_env(env, values)
         if values["app_uuid"] is not None:
             values["app_uuid"] = values["app_uuid"].strip()
         if values["mauth_url"] is not None:
@@ -255,6 +287,26 @@ class Config(metaclass=_UpstreamNames):
     @classmethod
     def field_names(cls) -> list[str]:
         return [f.name for f in fields(cls)]
+
+
+def _replay_from_env(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """The replay-protection and key-cache settings of the environment (issue 12)."""
+    _, cache = _first(env, "MAUTH_REPLAY_CACHE")
+    values["replay_cache"] = cache.strip() if cache else None
+    _, methods = _first(env, "MAUTH_REPLAY_METHODS")
+    values["replay_methods"] = methods.strip() if methods else None
+    values["replay_fail_open"] = _flag(env, "MAUTH_REPLAY_FAIL_OPEN")
+    for name, field_name in (
+        ("MAUTH_MIN_KEY_REFETCH_INTERVAL", "min_key_refetch_interval"),
+        ("MAUTH_MAX_STALE", "max_stale"),
+    ):
+        _, raw = _first(env, name)
+        if raw is None:
+            continue
+        try:
+            values[field_name] = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number of seconds, not {raw!r}") from None
 
 
 def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:

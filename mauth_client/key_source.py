@@ -3,7 +3,9 @@
 - :class:`StaticKeySource`: a fixed mapping of app UUID to public key.
 - :class:`LocalKeySource`: keys fetched from the MAuth service, cached for their
   response's ``max-age``; one fetch per app UUID however many threads ask at once;
-  404s cached negatively for a short time; both caches bounded.
+  404s cached negatively for a short time; both caches bounded; keys refetched
+  after a failed signature (rotation), used stale while the service fails, and a
+  circuit breaker so that a failing service is not asked again and again.
 - :class:`MAuthServiceClient`: the signed HTTP calls to the service, with timeouts
   and bounded retries on one persistent session.
 """
@@ -42,6 +44,12 @@ class KeySource(Protocol):
     """
 
     def get_public_key(self, app_uuid: str) -> PublicKeyData: ...
+
+
+# Optional methods a key source may have (LocalKeySource and KeyHolderSource do):
+#   refresh_public_key(app_uuid, failed_key) -> key | None: a signature failed with
+#       failed_key; return a newer key to try, or None (key rotation, issue 12);
+#   invalidate(app_uuid=None): forget cached keys (of one app, or all).
 
 
 class StaticKeySource:
@@ -125,12 +133,22 @@ class MAuthServiceClient:
 class _Entry(NamedTuple):
     key: rsa.RSAPublicKey
     expires_at: float
+    fetched_at: float
 
 
 class LocalKeySource:
     """Public keys from the MAuth service's ``security_tokens`` endpoint, cached.
 
-    Thread-safe. ``clock`` is injectable so tests can move time.
+    Thread-safe. ``clock`` is injectable so tests can move time. App UUIDs are
+    compared and cached in lower case (UUIDs are case-insensitive), so case variants
+    share one lookup. Beyond the plain cache (issue 12, issue 10 item 8):
+
+    - **Key rotation**: :meth:`refresh_public_key` fetches a key again after a
+      signature failed with it, at most once per app per ``min_key_refetch_interval``.
+    - **Stale keys**: while the service fails (5xx, timeout, refused connection) an
+      expired key is still used, with a WARNING, up to ``max_stale`` after its expiry.
+    - **Circuit breaker**: after a lookup failed because of the service, lookups fail
+      fast for ``lookup_failure_cooldown`` seconds (logged once per outage).
     """
 
     def __init__(
@@ -145,28 +163,121 @@ class LocalKeySource:
         self._clock = clock
         self._lock = threading.Lock()
         # Hot path: a plain dict read (atomic under the GIL) and one clock call; writes
-        # take the lock. Bounded by key_cache_size (expired entries go first, then the oldest).
+        # take the lock. Bounded by key_cache_size (entries past their stale limit go
+        # first, then the oldest). Keys are lower-case app UUIDs.
         self._keys: dict[str, _Entry] = {}
         self._unknown: TTLCache[str, bool] = TTLCache(
             maxsize=config.key_cache_size, ttl=config.negative_cache_ttl, timer=clock
         )
         self._in_flight: dict[str, Future[_Entry | None]] = {}
+        self._refetched: TTLCache[str, float] = TTLCache(
+            maxsize=config.key_cache_size,
+            ttl=max(config.min_key_refetch_interval, 0.001),
+            timer=clock,
+        )
+        self._stale_logged: TTLCache[str, bool] = TTLCache(
+            maxsize=config.key_cache_size, ttl=60, timer=clock
+        )
+        self._open_until = float("-inf")  # circuit breaker: no lookups before this time
+        self._outage = False
         self.fetch_count = 0
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
         entry = self._keys.get(app_uuid)
         if entry is not None and entry.expires_at > self._clock():
             return entry.key
+        return self._lookup(app_uuid.lower())
+
+    def _lookup(self, uid: str) -> rsa.RSAPublicKey:
+        entry = self._keys.get(uid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key  # the header had another case than the cache
+        try:
+            with self._lock:
+                if uid in self._unknown:
+                    raise InauthenticError(f"app {uid!r} is not known to the MAuth service")
+                flight, leader = self._join_or_lead(uid, fast_fail=True)
+            result = self._run(uid, flight, leader)
+        except UnableToAuthenticateError:
+            stale = self._stale_key(uid)
+            if stale is None:
+                raise
+            return stale
+        if result is None:
+            raise InauthenticError(f"app {uid!r} is not known to the MAuth service")
+        return result.key
+
+    def refresh_public_key(
+        self, app_uuid: str, failed_key: object = None
+    ) -> rsa.RSAPublicKey | None:
+        """A signature failed with ``failed_key``: the app's key may have been rotated.
+
+        Returns a key to try again (None: nothing new). Fetches only when the cached
+        key is older than ``min_key_refetch_interval`` and no refetch of this app
+        happened within it; concurrent callers share one fetch.
+        """
+        uid = app_uuid.lower()
+        interval = self.config.min_key_refetch_interval
         with self._lock:
-            if app_uuid in self._unknown:
-                raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
-            flight = self._in_flight.get(app_uuid)
-            leader = flight is None
+            entry = self._keys.get(uid)
+            if entry is not None and failed_key is not None and entry.key is not failed_key:
+                return entry.key  # refreshed by another request since
+            flight = self._in_flight.get(uid)
+            leader = False
             if flight is None:
-                flight = self._in_flight[app_uuid] = Future()
+                now = self._clock()
+                if entry is None or now - entry.fetched_at < interval or uid in self._refetched:
+                    return None
+                if now < self._open_until:
+                    return None
+                self._refetched[uid] = now
+                flight, leader = self._join_or_lead(uid, fast_fail=False)
+        try:
+            result = self._run(uid, flight, leader)
+        except (InauthenticError, UnableToAuthenticateError):
+            return None
+        if result is None:
+            return None
+        logger.info("MAuth: fetched the public key of app %r again after a failure", uid)
+        return result.key
+
+    def invalidate(self, app_uuid: str | None = None) -> None:
+        """Forget the cached key (and cached 404) of ``app_uuid``, or of every app."""
+        with self._lock:
+            if app_uuid is None:
+                self._keys.clear()
+                self._unknown.clear()
+                self._refetched.clear()
+                self._open_until = float("-inf")
+                return
+            uid = app_uuid.lower()
+            self._keys.pop(uid, None)
+            self._unknown.pop(uid, None)
+            self._refetched.pop(uid, None)
+
+    def clear(self) -> None:
+        """Forget every cached key and every cached 404."""
+        self.invalidate()
+
+    # --- single flight ---------------------------------------------------------------
+
+    def _join_or_lead(self, uid: str, *, fast_fail: bool) -> tuple[Future[_Entry | None], bool]:
+        """The in-flight fetch of ``uid`` to wait for, or a new one to run (the lock is held)."""
+        flight = self._in_flight.get(uid)
+        if flight is not None:
+            return flight, False
+        if fast_fail and self._clock() < self._open_until:
+            raise UnableToAuthenticateError(
+                f"the MAuth service failed a moment ago; not asking it for the key of app "
+                f"{uid!r} for {self.config.lookup_failure_cooldown:g} s"
+            )
+        flight = self._in_flight[uid] = Future()
+        return flight, True
+
+    def _run(self, uid: str, flight: Future[_Entry | None], leader: bool) -> _Entry | None:
         if leader:
             try:
-                result = self._fetch(app_uuid)
+                result = self._fetch(uid)
             except BaseException as exc:
                 flight.set_exception(exc)
                 raise
@@ -174,28 +285,81 @@ class LocalKeySource:
                 flight.set_result(result)
             finally:
                 with self._lock:
-                    del self._in_flight[app_uuid]
+                    del self._in_flight[uid]
         # Followers wait no longer than the leader can take.
         limit = (self.config.connect_timeout + self.config.read_timeout) * (
             self.config.retries + 1
         ) + 5
         try:
-            result = flight.result(timeout=limit)
+            return flight.result(timeout=limit)
         except TimeoutError:
             raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
-        if result is None:
-            raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
-        return result.key
+
+    # --- failures ---------------------------------------------------------------------
+
+    def _trip(self) -> None:
+        """The service failed: fail fast for a while (logged once per outage)."""
+        cooldown = self.config.lookup_failure_cooldown
+        with self._lock:
+            self._open_until = self._clock() + cooldown
+            first = not self._outage
+            self._outage = True
+        if first:
+            logger.error(
+                "MAuth service lookups are failing: key lookups fail fast for %g s after each "
+                "failure (expired keys are used for up to %g s)",
+                cooldown,
+                self.config.max_stale,
+            )
+
+    def _recovered(self) -> None:
+        if self._outage:
+            with self._lock:
+                self._outage = False
+                self._open_until = float("-inf")
+            logger.warning("MAuth service lookups work again")
+
+    def _stale_key(self, uid: str) -> rsa.RSAPublicKey | None:
+        entry = self._keys.get(uid)
+        if entry is None:
+            return None
+        now = self._clock()
+        late = now - entry.expires_at
+        if late >= self.config.max_stale:
+            return None
+        with self._lock:
+            logged = uid in self._stale_logged
+            self._stale_logged[uid] = True
+        if not logged:
+            logger.warning(
+                "MAuth: using the public key of app %r, expired %d s ago, because the MAuth "
+                "service is failing (max_stale %g s)",
+                uid,
+                late,
+                self.config.max_stale,
+            )
+        return entry.key
+
+    # --- fetching ---------------------------------------------------------------------
 
     def _fetch(self, app_uuid: str) -> _Entry | None:
         # Percent-encode everything: "../" in a header must not reach another path (section 5).
         path = f"/security_tokens/{quote(app_uuid, safe='')}.json"
         with self._lock:
             self.fetch_count += 1
-        response = self.client.request("GET", path)
+        try:
+            response = self.client.request("GET", path)
+        except UnableToAuthenticateError:
+            self._trip()
+            raise
+        if response.status_code >= 500:
+            self._trip()
+        else:
+            self._recovered()
         if response.status_code == 404:
             with self._lock:
                 self._unknown[app_uuid] = True
+                self._keys.pop(app_uuid, None)  # deleted at the service: stop trusting it
             logger.warning("MAuth service does not know app %r (404)", app_uuid)
             return None
         if response.status_code != 200:
@@ -209,7 +373,8 @@ class LocalKeySource:
             self.config.default_key_ttl,
             self.config.max_key_ttl,
         )
-        entry = _Entry(key, self._clock() + ttl)
+        now = self._clock()
+        entry = _Entry(key, now + ttl, now)
         if ttl > 0:
             with self._lock:
                 self._store(app_uuid, entry)
@@ -219,18 +384,12 @@ class LocalKeySource:
         keys = self._keys
         keys.pop(app_uuid, None)
         if len(keys) >= self.config.key_cache_size:
-            now = self._clock()
-            for stale in [k for k, e in keys.items() if e.expires_at <= now]:
+            limit = self._clock() - self.config.max_stale
+            for stale in [k for k, e in keys.items() if e.expires_at <= limit]:
                 del keys[stale]
             while len(keys) >= max(self.config.key_cache_size, 1):
                 del keys[next(iter(keys))]  # the oldest insertion
         keys[app_uuid] = entry
-
-    def clear(self) -> None:
-        """Forget every cached key and every cached 404."""
-        with self._lock:
-            self._keys.clear()
-            self._unknown.clear()
 
 
 def _parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:

@@ -23,6 +23,7 @@ from .exceptions import (
     ConfigurationError,
     InauthenticError,
     MAuthError,
+    ReplayCacheUnavailable,
     UnableToAuthenticateError,
 )
 from .signable import RequestSignable, ResponseSignable
@@ -117,6 +118,8 @@ class RequestGuard:
             result = (self._authenticator or self.authenticator).authenticate(signable, signed)
         except InauthenticError as exc:
             return Outcome(401, str(exc), None)
+        except ReplayCacheUnavailable as exc:  # fail closed: try again later (issue 12)
+            return Outcome(503, str(exc), None)
         except UnableToAuthenticateError as exc:
             return Outcome(500, str(exc), None)
         except ConfigurationError as exc:

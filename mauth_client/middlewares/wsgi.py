@@ -24,7 +24,12 @@ from ._base import MiddlewareBase
 Environ = dict[str, Any]
 WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 
-_REASONS = {401: "Unauthorized", 403: "Forbidden", 500: "Internal Server Error"}
+_REASONS = {
+    401: "Unauthorized",
+    403: "Forbidden",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:

@@ -1,0 +1,390 @@
+"""Replay protection: each signature is accepted once within the time window.
+
+MAuth signatures carry a time, not a nonce, so a captured request is valid for the
+whole window (``mauth-protocol.md`` section 4 step 2: 300 s either way). A
+:class:`ReplayCache` remembers every signature of every accepted request until its
+time has left the window; a second request with one of them is a replay.
+
+- :class:`MemoryReplayCache`: per process, bounded, thread-safe.
+- :class:`RedisReplayCache`: shared by every instance of a fleet, one round trip per
+  request (``SET key 1 NX EXAT t`` for each signature, in one ``MULTI``/``EXEC``).
+- :class:`ReplayProtection`: the policy the authenticator applies after a request
+  was verified: which methods, what a cache failure does (fail closed, or open).
+
+Any object with ``record(keys, expires_at) -> bool`` can be a cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import threading
+import time
+from collections.abc import Collection, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from urllib.parse import urlsplit
+
+from .exceptions import ConfigurationError, ReplayCacheUnavailable, ReplayedRequestError
+from .verifier import decode_signature
+
+if TYPE_CHECKING:
+    from .signable import Signable
+    from .signed import Signed
+
+logger = logging.getLogger("mauth_client")
+
+#: Methods not protected by default: they should not change anything, and a client
+#: may legitimately repeat them within a second (see the README's honest limit).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+SETTING = "MAUTH_REPLAY_CACHE"
+DEFAULT_KEY_PREFIX = "mauth:replay:"
+
+
+@runtime_checkable
+class ReplayCache(Protocol):
+    """Remembers signatures until they expire.
+
+    ``record`` stores every key of ``keys`` until ``expires_at`` (epoch seconds) and
+    returns True when none of them had been recorded before, atomically: of several
+    concurrent calls with the same key, exactly one returns True. It raises
+    :class:`ReplayCacheUnavailable` when it cannot tell.
+    """
+
+    def record(self, keys: Sequence[str], expires_at: int) -> bool: ...
+
+
+class MemoryReplayCache:
+    """A per-process replay cache, bounded to ``max_entries``.
+
+    Entries are dropped once expired. When the cache is full of unexpired entries
+    the oldest go first (logged at WARNING once: protection is then weaker than the
+    window); size it for your rate of protected requests times the window.
+    """
+
+    def __init__(self, max_entries: int = 200_000, *, clock: Any = time.time) -> None:
+        if max_entries < 1:
+            raise ConfigurationError("a MemoryReplayCache needs max_entries >= 1")
+        self.max_entries = max_entries
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._entries: dict[str, int] = {}  # insertion order is roughly expiry order
+        self._warned_full = False
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def record(self, keys: Sequence[str], expires_at: int) -> bool:
+        entries = self._entries
+        with self._lock:
+            now = self._clock()
+            fresh = True
+            for key in keys:
+                seen = entries.get(key)
+                if seen is not None and seen > now:
+                    fresh = False
+            # Record even a replay's keys: a request seen with (V1, V2) then replayed
+            # with (V1, V2') keeps both closed.
+            for key in keys:
+                if entries.get(key, 0) < expires_at:
+                    entries.pop(key, None)
+                    entries[key] = expires_at
+            if len(entries) > self.max_entries:
+                self._shrink(now)
+            return fresh
+
+    def _shrink(self, now: float) -> None:
+        entries = self._entries
+        for key in [k for k, until in entries.items() if until <= now]:
+            del entries[key]
+        if len(entries) > self.max_entries and not self._warned_full:
+            self._warned_full = True
+            logger.warning(
+                "MAuth replay cache is full (%d entries within the time window): the oldest "
+                "are dropped, so replay protection is weaker; raise max_entries",
+                self.max_entries,
+            )
+        while len(entries) > self.max_entries:
+            del entries[next(iter(entries))]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class RedisReplayCache:
+    """A replay cache in Redis, shared by every instance of a fleet.
+
+    ``target`` is a ``redis://`` / ``rediss://`` URL (``redis://:password@host:6379/0``)
+    or a ready ``redis.Redis`` client. Each request is one round trip: a
+    ``MULTI``/``EXEC`` of ``SET key 1 NX EXAT expires_at`` per signature. Needs Redis
+    6.2 or later (``EXAT``) and the ``redis`` package (``pip install 'mauth-client[redis]'``).
+    """
+
+    def __init__(
+        self,
+        target: str | Any,
+        *,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        socket_timeout: float = 1.0,
+        connect_timeout: float = 1.0,
+        max_connections: int = 50,
+    ) -> None:
+        self.key_prefix = key_prefix
+        if isinstance(target, str):
+            check_redis_url(target)
+            try:
+                import redis
+            except ImportError:
+                raise ConfigurationError(
+                    f"{SETTING} names a Redis server; that needs the redis package: "
+                    "pip install 'mauth-client[redis]'"
+                ) from None
+            self.shown = _safe(target)
+            self._password = urlsplit(target).password
+            try:
+                self.client = redis.Redis.from_url(
+                    target,
+                    socket_timeout=socket_timeout,
+                    socket_connect_timeout=connect_timeout,
+                    max_connections=max_connections,
+                    retry_on_timeout=False,
+                )
+            except ValueError as exc:
+                raise ConfigurationError(
+                    f"{SETTING} is not a usable Redis URL ({self.shown}): {self._scrub(str(exc))}"
+                ) from None
+        else:
+            self.client = target
+            kwargs = getattr(getattr(target, "connection_pool", None), "connection_kwargs", {})
+            self._password = kwargs.get("password")
+            host, port = kwargs.get("host", "?"), kwargs.get("port", "?")
+            self.shown = f"redis://{host}:{port}/{kwargs.get('db', 0)}"
+
+    def __repr__(self) -> str:
+        return f"RedisReplayCache({self.shown!r})"
+
+    def _scrub(self, text: str) -> str:
+        if self._password:
+            text = text.replace(str(self._password), "***")
+        return text
+
+    def _unavailable(self, exc: Exception, doing: str) -> ReplayCacheUnavailable:
+        return ReplayCacheUnavailable(
+            f"the replay cache ({SETTING}={self.shown}) failed {doing}: "
+            f"{type(exc).__name__}: {self._scrub(str(exc))}"
+        )
+
+    def record(self, keys: Sequence[str], expires_at: int) -> bool:
+        import redis
+
+        try:
+            # One round trip; MULTI/EXEC so that two requests sharing two signatures
+            # cannot each win one of them.
+            with self.client.pipeline(transaction=True) as pipe:
+                for key in keys:
+                    pipe.set(self.key_prefix + key, b"1", nx=True, exat=int(expires_at))
+                answers = pipe.execute()
+        except redis.RedisError as exc:
+            raise self._unavailable(exc, "to record a signature") from None
+        return all(answer is True for answer in answers)
+
+    def check(self) -> None:
+        """PING the server: :class:`ConfigurationError` when it refuses our credentials
+        or is not Redis 6.2+, :class:`ReplayCacheUnavailable` when it cannot be reached."""
+        import redis
+
+        try:
+            self.client.ping()
+            version = str(self.client.info("server").get("redis_version", "0"))
+        except redis.AuthenticationError as exc:
+            raise ConfigurationError(
+                f"the Redis server of {SETTING} ({self.shown}) refused our credentials "
+                f"({type(exc).__name__}); put the password in the URL: "
+                "redis://:PASSWORD@host:port/db"
+            ) from None
+        except redis.ResponseError as exc:
+            text = self._scrub(str(exc))
+            if "NOAUTH" in text or "WRONGPASS" in text:
+                raise ConfigurationError(
+                    f"the Redis server of {SETTING} ({self.shown}) needs a password "
+                    f"({text}); put it in the URL: redis://:PASSWORD@host:port/db"
+                ) from None
+            raise ConfigurationError(
+                f"the Redis server of {SETTING} ({self.shown}) answered an error: {text}"
+            ) from None
+        except redis.RedisError as exc:
+            raise self._unavailable(exc, "to answer PING") from None
+        major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
+        if major_minor < (6, 2):
+            raise ConfigurationError(
+                f"the Redis server of {SETTING} ({self.shown}) is version {version}; "
+                "replay protection needs 6.2 or later (SET ... EXAT)"
+            )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _safe(url: str) -> str:
+    """``url`` for a message: no credentials, even in a malformed URL."""
+    return re.sub(r"^([a-z]+://)?.*@", lambda m: (m.group(1) or "") + "***@", url, flags=re.I)
+
+
+def check_redis_url(url: str) -> None:
+    """Raise :class:`ConfigurationError` unless ``url`` looks like a Redis URL."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        raise ConfigurationError(
+            f"{SETTING} must be 'memory' or a redis:// or rediss:// URL, not {_safe(url)!r}"
+        ) from None
+    if parts.scheme not in ("redis", "rediss", "unix") or (
+        parts.scheme != "unix" and not parts.hostname
+    ):
+        raise ConfigurationError(
+            f"{SETTING} must be 'memory' or a redis:// or rediss:// URL "
+            f"(redis://host:6379/0), not {_safe(url)!r}"
+        )
+    database = parts.path.strip("/")
+    if parts.scheme != "unix" and database and not database.isdigit():
+        raise ConfigurationError(
+            f"{SETTING} names database {database!r}; a Redis database is a number "
+            f"(redis://host:6379/0), in {_safe(url)!r}"
+        )
+    del port
+
+
+def check_replay_setting(value: object) -> None:
+    """Validate a ``replay_cache`` setting without connecting anywhere."""
+    if value is None or isinstance(value, ReplayCache):
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(
+            f"replay_cache must be 'memory', a Redis URL or a ReplayCache, not "
+            f"{type(value).__name__}"
+        )
+    if value.strip().lower() in ("memory", ""):
+        return
+    check_redis_url(value.strip())
+
+
+def cache_from_setting(value: str | ReplayCache | None) -> ReplayCache | None:
+    """The cache a ``replay_cache`` setting names: None, ``"memory"``, a Redis URL
+    (checked with a PING: bad credentials raise :class:`ConfigurationError`; an
+    unreachable server is logged and gives 503s until it answers) or a cache."""
+    if value is None or isinstance(value, ReplayCache):
+        return value
+    text = value.strip()
+    if not text:
+        return None
+    if text.lower() == "memory":
+        return MemoryReplayCache()
+    cache = RedisReplayCache(text)
+    try:
+        cache.check()
+    except ReplayCacheUnavailable as exc:
+        logger.warning("MAuth replay protection: %s; retrying on each request", exc)
+    return cache
+
+
+def parse_methods(value: str | Collection[str] | None) -> frozenset[str] | None:
+    """``"POST,PUT"`` or a collection to upper-case method names; None (every method
+    but GET, HEAD and OPTIONS) for None or ``"default"``; ``"*"`` for all."""
+    if value is None:
+        return None
+    items: Iterable[str] = value.split(",") if isinstance(value, str) else value
+    names = {str(item).strip().upper() for item in items} - {""}
+    if not names or names == {"DEFAULT"}:
+        return None
+    for name in names:
+        if name != "*" and not (name.isascii() and name.isalpha()):
+            raise ConfigurationError(
+                f"MAUTH_REPLAY_METHODS must list HTTP methods (POST,PUT,PATCH,DELETE) or '*', "
+                f"not {name!r}"
+            )
+    return frozenset(names)
+
+
+def signature_keys(signed: Signed) -> list[str]:
+    """One key per signature the message carries.
+
+    The key is a hash of the signature's bytes, not its text: standard base64 leaves
+    unused bits in the last character, so one signature has several spellings that
+    all decode (and verify) the same. Leading zero bytes are dropped too (V1 is
+    checked by OpenSSL's RSA public decrypt, which accepts a shortened signature).
+    """
+    keys = []
+    for info in (signed.v2, signed.v1):
+        if info is None:
+            continue
+        raw = decode_signature(info.signature)
+        material = raw.lstrip(b"\0") if raw is not None else (info.signature or "").encode()
+        digest = hashlib.blake2b(material, digest_size=16).hexdigest()
+        keys.append(f"v{info.version}:{digest}")
+    return keys
+
+
+class ReplayProtection:
+    """What the authenticator does with a :class:`ReplayCache` after a request passed.
+
+    ``methods``: the protected methods (None: all but GET, HEAD and OPTIONS).
+    ``fail_open``: when the cache fails, accept the request (ERROR logged once per
+    ``log_interval`` seconds) instead of raising :class:`ReplayCacheUnavailable` (503).
+    """
+
+    def __init__(
+        self,
+        cache: ReplayCache,
+        *,
+        methods: str | Collection[str] | None = None,
+        fail_open: bool = False,
+        time_window: int = 300,
+        log_interval: float = 60.0,
+    ) -> None:
+        self.cache = cache
+        self.methods = parse_methods(methods)
+        self.fail_open = fail_open
+        self.time_window = time_window
+        self.log_interval = log_interval
+        self._last_logged = float("-inf")
+
+    def protects(self, method: str) -> bool:
+        methods = self.methods
+        if methods is None:
+            return method not in SAFE_METHODS
+        return "*" in methods or method in methods
+
+    def check(self, signable: Signable, signed: Signed) -> None:
+        """Record the signatures of a verified request; raise
+        :class:`ReplayedRequestError` if one of them was seen before."""
+        method = getattr(signable, "method", None)
+        if method is None or not self.protects(method):
+            return  # responses and safe methods
+        keys = signature_keys(signed)
+        if not keys:
+            return
+        times = [int(info.time) for info in (signed.v2, signed.v1) if info and info.time.isdigit()]
+        # Keep each key until its time has left the window (inclusive), then one more second.
+        expires_at = (max(times) if times else int(time.time())) + self.time_window + 1
+        try:
+            fresh = self.cache.record(keys, expires_at)
+        except ReplayCacheUnavailable as exc:
+            if not self.fail_open:
+                raise
+            now = time.monotonic()
+            if now - self._last_logged >= self.log_interval:
+                self._last_logged = now
+                logger.error(
+                    "MAuth replay protection is OFF while the cache fails "
+                    "(MAUTH_REPLAY_FAIL_OPEN=true): %s",
+                    exc,
+                )
+            return
+        if not fresh:
+            app = (signed.v2 or signed.v1).app_uuid  # type: ignore[union-attr]
+            raise ReplayedRequestError(
+                f"this request is a replay: a request with the same signature from app "
+                f"{app!r} was already accepted; sign every request afresh"
+            )
