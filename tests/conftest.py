@@ -21,7 +21,6 @@ REPO = Path(__file__).resolve().parents[1]
 VECTORS = Path(__file__).resolve().parent / "vectors"
 
 
-
 def load_vectors(name: str) -> dict[str, Any]:
     data: dict[str, Any] = json.loads((VECTORS / name).read_text())
     return data
