@@ -7,7 +7,7 @@ time has left the window; a second request with one of them is a replay.
 
 - :class:`MemoryReplayCache`: per process, bounded, thread-safe.
 - :class:`RedisReplayCache`: shared by every instance of a fleet, one round trip per
-  request (``SET key 1 NX EXAT t`` for each signature, in one ``MULTI``/``EXEC``).
+  request (``SET key 1 NX EXAT t`` for each signature, in one atomic script call).
 - :class:`ReplayProtection`: the policy the authenticator applies after a request
   was verified: which methods, what a cache failure does (fail closed, or open).
 
@@ -16,6 +16,7 @@ Any object with ``record(keys, expires_at) -> bool`` can be a cache.
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import logging
 import re
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError, ReplayCacheUnavailable, ReplayedRequestError
-from .verifier import decode_signature
 
 if TYPE_CHECKING:
     from .signable import Signable
@@ -81,13 +81,16 @@ class MemoryReplayCache:
             fresh = True
             for key in keys:
                 seen = entries.get(key)
-                if seen is not None and seen > now:
+                if seen is None:
+                    entries[key] = expires_at
+                elif seen > now:
+                    # A replay; its other keys are still recorded below, as Redis does, so
+                    # (V1, V2) then (V1, V2') keeps both closed.
                     fresh = False
-            # Record even a replay's keys: a request seen with (V1, V2) then replayed
-            # with (V1, V2') keeps both closed.
-            for key in keys:
-                if entries.get(key, 0) < expires_at:
-                    entries.pop(key, None)
+                    if seen < expires_at:
+                        entries[key] = expires_at
+                else:  # expired: a new entry, at the end of the insertion order
+                    del entries[key]
                     entries[key] = expires_at
             if len(entries) > self.max_entries:
                 self._shrink(now)
@@ -112,12 +115,24 @@ class MemoryReplayCache:
             self._entries.clear()
 
 
+# SET NX EXAT for every key; 1 when all were new. Keys are set even when one existed,
+# as the memory cache does.
+_RECORD_ALL = """
+local fresh = 1
+for _, key in ipairs(KEYS) do
+  if not redis.call('SET', key, '1', 'NX', 'EXAT', ARGV[1]) then fresh = 0 end
+end
+return fresh
+"""
+
+
 class RedisReplayCache:
     """A replay cache in Redis, shared by every instance of a fleet.
 
     ``target`` is a ``redis://`` / ``rediss://`` URL (``redis://:password@host:6379/0``)
-    or a ready ``redis.Redis`` client. Each request is one round trip: a
-    ``MULTI``/``EXEC`` of ``SET key 1 NX EXAT expires_at`` per signature. Needs Redis
+    or a ready ``redis.Redis`` client. Each request is one round trip: ``SET key 1 NX
+    EXAT expires_at``, or for a request signed with V1 and V2 a small Lua script doing
+    that SET for each signature atomically (``EVALSHA``). Needs Redis
     6.2 or later (``EXAT``) and the ``redis`` package (``pip install 'mauth-client[redis]'``).
     """
 
@@ -160,6 +175,8 @@ class RedisReplayCache:
             self._password = kwargs.get("password")
             host, port = kwargs.get("host", "?"), kwargs.get("port", "?")
             self.shown = f"redis://{host}:{port}/{kwargs.get('db', 0)}"
+        # EVALSHA, loaded again by redis-py after a NOSCRIPT (a restarted server).
+        self._record_all = self.client.register_script(_RECORD_ALL)
 
     def __repr__(self) -> str:
         return f"RedisReplayCache({self.shown!r})"
@@ -178,16 +195,16 @@ class RedisReplayCache:
     def record(self, keys: Sequence[str], expires_at: int) -> bool:
         import redis
 
+        prefixed = [self.key_prefix + key for key in keys]
         try:
-            # One round trip; MULTI/EXEC so that two requests sharing two signatures
-            # cannot each win one of them.
-            with self.client.pipeline(transaction=True) as pipe:
-                for key in keys:
-                    pipe.set(self.key_prefix + key, b"1", nx=True, exat=int(expires_at))
-                answers = pipe.execute()
+            if len(prefixed) == 1:
+                answer = self.client.set(prefixed[0], b"1", nx=True, exat=int(expires_at))
+                return answer is True
+            # Several signatures: one script, so one round trip, and atomic, so that two
+            # requests sharing two signatures cannot each win one of them.
+            return bool(self._record_all(keys=prefixed, args=[int(expires_at)]))
         except redis.RedisError as exc:
             raise self._unavailable(exc, "to record a signature") from None
-        return all(answer is True for answer in answers)
 
     def check(self) -> None:
         """PING the server: :class:`ConfigurationError` when it refuses our credentials
@@ -307,23 +324,36 @@ def parse_methods(value: str | Collection[str] | None) -> frozenset[str] | None:
     return frozenset(names)
 
 
-def signature_keys(signed: Signed) -> list[str]:
-    """One key per signature the message carries.
+def signature_key(version: int, signature: str | None) -> str:
+    """The cache key of one signature: ``v<version>:`` and the hex of its last 16 bytes.
 
-    The key is a hash of the signature's bytes, not its text: standard base64 leaves
-    unused bits in the last character, so one signature has several spellings that
-    all decode (and verify) the same. Leading zero bytes are dropped too (V1 is
-    checked by OpenSSL's RSA public decrypt, which accepts a shortened signature).
+    It is made from the signature's bytes, not its text: base64 leaves unused bits in
+    the last character, so one signature has several spellings that decode (and
+    verify) the same. The low-order bytes of an RSA signature are the same however
+    many leading zero bytes it is sent with (V1 is checked by OpenSSL's RSA public
+    decrypt, which accepts a shortened signature), and a valid signature cannot be
+    chosen, so 128 bits of it identify it. Only the last 24 characters (whole base64
+    groups, since a valid length is a multiple of 4) are decoded: cheap on the hot path.
     """
-    keys = []
-    for info in (signed.v2, signed.v1):
-        if info is None:
-            continue
-        raw = decode_signature(info.signature)
-        material = raw.lstrip(b"\0") if raw is not None else (info.signature or "").encode()
-        digest = hashlib.blake2b(material, digest_size=16).hexdigest()
-        keys.append(f"v{info.version}:{digest}")
-    return keys
+    text = signature or ""
+    tail = None
+    if len(text) >= 24 and len(text) % 4 == 0:
+        try:
+            tail = binascii.a2b_base64(text[-24:])
+        except (binascii.Error, ValueError):
+            tail = None
+    if tail is None or len(tail) < 16:  # not base64: it did not verify, key its text
+        return f"v{version}:t{hashlib.blake2b(text.encode(), digest_size=16).hexdigest()}"
+    return f"v{version}:{tail[-16:].hex()}"
+
+
+def signature_keys(signed: Signed) -> list[str]:
+    """One key per signature the message carries (V2 first): see :func:`signature_key`."""
+    return [
+        signature_key(info.version, info.signature)
+        for info in (signed.v2, signed.v1)
+        if info is not None
+    ]
 
 
 class ReplayProtection:
@@ -351,23 +381,41 @@ class ReplayProtection:
         self._last_logged = float("-inf")
 
     def protects(self, method: str) -> bool:
-        methods = self.methods
-        if methods is None:
-            return method not in SAFE_METHODS
-        return "*" in methods or method in methods
+        return method not in self._skip and (self._only is None or method in self._only)
+
+    @property
+    def methods(self) -> frozenset[str] | None:
+        return self._methods
+
+    @methods.setter
+    def methods(self, value: frozenset[str] | None) -> None:
+        self._methods = value
+        # Precomputed for the hot path: one or two set lookups per request.
+        if value is None:
+            self._skip, self._only = SAFE_METHODS, None
+        elif "*" in value:
+            self._skip, self._only = frozenset(), None
+        else:
+            self._skip, self._only = frozenset(), value
 
     def check(self, signable: Signable, signed: Signed) -> None:
         """Record the signatures of a verified request; raise
         :class:`ReplayedRequestError` if one of them was seen before."""
         method = getattr(signable, "method", None)
-        if method is None or not self.protects(method):
-            return  # responses and safe methods
-        keys = signature_keys(signed)
+        if method is None or method in self._skip or (self._only and method not in self._only):
+            return  # responses and unprotected methods
+        keys = []
+        latest = 0
+        for info in (signed.v2, signed.v1):
+            if info is not None:
+                keys.append(signature_key(info.version, info.signature))
+                when = info.time
+                if when.isdigit() and len(when) <= 12 and int(when) > latest:
+                    latest = int(when)
         if not keys:
             return
-        times = [int(info.time) for info in (signed.v2, signed.v1) if info and info.time.isdigit()]
         # Keep each key until its time has left the window (inclusive), then one more second.
-        expires_at = (max(times) if times else int(time.time())) + self.time_window + 1
+        expires_at = (latest or int(time.time())) + self.time_window + 1
         try:
             fresh = self.cache.record(keys, expires_at)
         except ReplayCacheUnavailable as exc:

@@ -553,3 +553,27 @@ def test_django(django_client: Any, caller: AppIdentity) -> None:
     assert answers[0].status_code == 200, answers[0].content
     assert answers[1].status_code == 401
     assert "replay" in answers[1].json()["errors"]["mauth"][0]
+
+
+def test_requests_client_retrying_in_a_later_second_signs_again(
+    replay_config: Config, caller: AppIdentity
+) -> None:
+    """The README's advice: the project's clients sign every call, so a POST retried
+    in a later second passes; a copy within the same second is a replay."""
+    import time
+
+    from mauth_client.middlewares import MAuthWSGIMiddleware
+    from mauth_client.requests_mauth import MAuth
+
+    with werkzeug_server(MAuthWSGIMiddleware(_echo_wsgi, config=replay_config)) as url:
+        session = requests.Session()
+        session.auth = MAuth(caller.app_uuid, caller.private_key, "v1,v2")
+        first = session.post(f"{url}/orders", data=b"same body", timeout=10)
+        time.sleep(1.05)  # a backoff of at least one second
+        retry = session.post(f"{url}/orders", data=b"same body", timeout=10)
+        assert (first.status_code, retry.status_code) == (200, 200)
+        assert first.request.headers["MCC-Time"] != retry.request.headers["MCC-Time"]
+        copy = requests.post(
+            f"{url}/orders", data=b"same body", headers=dict(retry.request.headers), timeout=10
+        )
+        assert copy.status_code == 401
