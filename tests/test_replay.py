@@ -577,3 +577,28 @@ def test_requests_client_retrying_in_a_later_second_signs_again(
             f"{url}/orders", data=b"same body", headers=dict(retry.request.headers), timeout=10
         )
         assert copy.status_code == 401
+
+
+def test_v1_signature_without_its_leading_zero_byte_is_not_accepted_twice(
+    authenticator: Authenticator, ident: AppIdentity
+) -> None:
+    """Attack: a V1 signature whose first byte is 0 sent again without it (OpenSSL's
+    RSA public decrypt takes a shorter input). It must not count as a new signature."""
+    for n in range(4000):
+        body = b"%d" % n
+        headers = sign(ident, versions="v1", body=body)
+        raw = base64.b64decode(headers["X-MWS-Authentication"].split(":", 1)[1])
+        if raw[0] == 0:
+            break
+    else:
+        pytest.fail("no V1 signature starting with a zero byte in 4000 tries")
+    authenticator.authenticate(request(body=body), Signed.from_headers(headers))
+    shortened = base64.b64encode(raw[1:]).decode()
+    value = headers["X-MWS-Authentication"].split(":", 1)[0] + ":" + shortened
+    forged = dict(headers, **{"X-MWS-Authentication": value})
+    plain = Authenticator(StaticKeySource({ident.app_uuid: ident.public_key}))
+    verifies = plain.is_authentic(request(body=body), Signed.from_headers(forged))[0]
+    # Today's verifier accepts the shortened signature, so only the replay cache stops it.
+    expected = ReplayedRequestError if verifies else InauthenticError
+    with pytest.raises(expected):
+        authenticator.authenticate(request(body=body), Signed.from_headers(forged))
