@@ -76,11 +76,12 @@ class MemoryReplayCache:
 
     def record(self, keys: Sequence[str], expires_at: int) -> bool:
         entries = self._entries
+        get = entries.get
         with self._lock:
             now = self._clock()
             fresh = True
             for key in keys:
-                seen = entries.get(key)
+                seen = get(key)
                 if seen is None:
                     entries[key] = expires_at
                 elif seen > now:
@@ -324,6 +325,10 @@ def parse_methods(value: str | Collection[str] | None) -> frozenset[str] | None:
     return frozenset(names)
 
 
+_PREFIXES = {1: "v1:", 2: "v2:"}
+_a2b = binascii.a2b_base64
+
+
 def signature_key(version: int, signature: str | None) -> str:
     """The cache key of one signature: ``v<version>:`` and the hex of its last 16 bytes.
 
@@ -335,16 +340,18 @@ def signature_key(version: int, signature: str | None) -> str:
     chosen, so 128 bits of it identify it. Only the last 24 characters (whole base64
     groups, since a valid length is a multiple of 4) are decoded: cheap on the hot path.
     """
+    prefix = _PREFIXES.get(version) or f"v{version}:"
     text = signature or ""
-    tail = None
-    if len(text) >= 24 and len(text) % 4 == 0:
+    if len(text) >= 24 and not len(text) % 4:
         try:
-            tail = binascii.a2b_base64(text[-24:])
+            tail = _a2b(text[-24:])
         except (binascii.Error, ValueError):
-            tail = None
-    if tail is None or len(tail) < 16:  # not base64: it did not verify, key its text
-        return f"v{version}:t{hashlib.blake2b(text.encode(), digest_size=16).hexdigest()}"
-    return f"v{version}:{tail[-16:].hex()}"
+            pass
+        else:
+            if len(tail) >= 16:
+                return prefix + tail[-16:].hex()
+    # Not base64, so it did not verify (the other signature did): key its text.
+    return prefix + "t" + hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
 
 
 def signature_keys(signed: Signed) -> list[str]:

