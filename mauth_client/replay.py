@@ -19,9 +19,11 @@ from __future__ import annotations
 import binascii
 import hashlib
 import logging
+import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
@@ -54,8 +56,24 @@ class ReplayCache(Protocol):
     def record(self, keys: Sequence[str], expires_at: int) -> bool: ...
 
 
+_memory_caches: weakref.WeakSet[MemoryReplayCache] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A lock held by another thread at fork time would never be released in the child."""
+    for cache in list(_memory_caches):
+        cache._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class MemoryReplayCache:
     """A per-process replay cache, bounded to ``max_entries``.
+
+    Per process: behind a server with several worker processes (gunicorn, uWSGI) a
+    replay sent to another worker is not seen; use Redis there.
 
     Entries are dropped once expired. When the cache is full of unexpired entries
     the oldest go first (logged at WARNING once: protection is then weaker than the
@@ -69,6 +87,7 @@ class MemoryReplayCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, int] = {}  # insertion order is roughly expiry order
+        _memory_caches.add(self)
         self._warned_full = False
 
     def __len__(self) -> int:
@@ -214,7 +233,6 @@ class RedisReplayCache:
 
         try:
             self.client.ping()
-            version = str(self.client.info("server").get("redis_version", "0"))
         except redis.AuthenticationError as exc:
             raise ConfigurationError(
                 f"the Redis server of {SETTING} ({self.shown}) refused our credentials "
@@ -233,8 +251,12 @@ class RedisReplayCache:
             ) from None
         except redis.RedisError as exc:
             raise self._unavailable(exc, "to answer PING") from None
+        try:
+            version = str(self.client.info("server").get("redis_version", ""))
+        except redis.RedisError:
+            return  # INFO may be disabled (managed Redis): the first SET will tell
         major_minor = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-        if major_minor < (6, 2):
+        if major_minor and major_minor < (6, 2):
             raise ConfigurationError(
                 f"the Redis server of {SETTING} ({self.shown}) is version {version}; "
                 "replay protection needs 6.2 or later (SET ... EXAT)"
