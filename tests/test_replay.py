@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -602,3 +603,27 @@ def test_v1_signature_without_its_leading_zero_byte_is_not_accepted_twice(
     expected = ReplayedRequestError if verifies else InauthenticError
     with pytest.raises(expected):
         authenticator.authenticate(request(body=body), Signed.from_headers(forged))
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_memory_cache_works_in_a_child_forked_while_its_lock_was_held() -> None:
+    import time
+
+    cache = MemoryReplayCache()
+    cache.record(["before-fork"], 2**40)
+    with cache._lock:  # another thread is inside record() at fork time
+        pid = os.fork()
+        if pid == 0:  # the child: record() must not wait for a lock nobody will release
+            ok = cache.record(["in-child"], 2**40) and not cache.record(["before-fork"], 2**40)
+            os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            pytest.fail("the forked child deadlocked on the replay cache's lock")
+        time.sleep(0.02)
+    assert os.waitstatus_to_exitcode(status) == 0
