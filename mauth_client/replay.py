@@ -433,14 +433,24 @@ class ReplayProtection:
         method = getattr(signable, "method", None)
         if method is None or method in self._skip or (self._only and method not in self._only):
             return  # responses and unprotected methods
+        # The headers' text, not signed.v1/.v2: a V2-authenticated request never had
+        # its V1 header parsed, and for a well-formed header the signature is what
+        # follows the last ":" (and precedes V2's final ";"), as the parser reads it.
         keys = []
         latest = 0
-        for info in (signed.v2, signed.v1):
-            if info is not None:
-                keys.append(signature_key(info.version, info.signature))
-                when = info.time
-                if when.isdigit() and len(when) <= 12 and int(when) > latest:
-                    latest = int(when)
+        v2 = signed.mcc_authentication
+        if v2:
+            tail = v2.rpartition(":")[2]
+            keys.append(signature_key(2, tail[:-1] if tail.endswith(";") else tail))
+            when = signed.mcc_time
+            if when.isdigit() and len(when) <= 12:
+                latest = int(when)
+        v1 = signed.x_mws_authentication
+        if v1:
+            keys.append(signature_key(1, v1.rpartition(":")[2]))
+            when = signed.x_mws_time
+            if when.isdigit() and len(when) <= 12 and int(when) > latest:
+                latest = int(when)
         if not keys:
             return
         # Keep each key until its time has left the window (inclusive), then one more second.
