@@ -627,3 +627,30 @@ def test_memory_cache_works_in_a_child_forked_while_its_lock_was_held() -> None:
             pytest.fail("the forked child deadlocked on the replay cache's lock")
         time.sleep(0.02)
     assert os.waitstatus_to_exitcode(status) == 0
+
+
+def test_upstream_local_authenticator_honours_mauth_replay_cache(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Drop-in: upstream's LocalAuthenticator with a patched KeyHolder, configured from
+    the environment, gets replay protection from MAUTH_REPLAY_CACHE."""
+    from mauth_client import authenticator as module
+    from mauth_client.authenticator import LocalAuthenticator
+    from mauth_client.key_holder import KeyHolder
+    from mauth_client.testing import generate_identity
+
+    caller = generate_identity()
+    for name in ("MAUTH_URL", "APP_UUID", "MAUTH_APP_UUID", "V2_ONLY_AUTHENTICATE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("MAUTH_REPLAY_CACHE", "memory")
+    module.reset_default_authenticator()
+    monkeypatch.setattr(
+        KeyHolder, "get_public_key", classmethod(lambda cls, app: caller.public_key)
+    )
+    try:
+        signed = Signed.from_headers(sign(caller))
+        assert LocalAuthenticator(request(), signed, None).is_authentic() == (True, 200, "")
+        again = LocalAuthenticator(request(), signed, None).is_authentic()
+        assert again[:2] == (False, 401) and "replay" in again[2]
+    finally:
+        module.reset_default_authenticator()
