@@ -654,3 +654,26 @@ def test_upstream_local_authenticator_honours_mauth_replay_cache(
         assert again[:2] == (False, 401) and "replay" in again[2]
     finally:
         module.reset_default_authenticator()
+
+
+def test_password_protected_redis_at_request_time_is_503() -> None:
+    """A cache given as an object (so not checked at start-up) whose server wants a
+    password: each protected request is a 503 naming the setting."""
+    with LocalRedisServer(password="s3cret-pw") as server:
+        cache = RedisReplayCache(f"redis://127.0.0.1:{server.port}/0")
+        with pytest.raises(ReplayCacheUnavailable, match="MAUTH_REPLAY_CACHE") as caught:
+            cache.record(["k"], 2**32)
+        assert "s3cret-pw" not in str(caught.value)
+        wrong = RedisReplayCache(f"redis://:wrong-pw@127.0.0.1:{server.port}/0")
+        with pytest.raises(ReplayCacheUnavailable) as caught:
+            wrong.record(["k"], 2**32)
+        assert "wrong-pw" not in str(caught.value)
+
+
+def test_rediss_urls_use_tls() -> None:
+    import redis
+
+    cache = RedisReplayCache("rediss://:s3cret@127.0.0.1:6380/1")
+    assert cache.client.connection_pool.connection_class is redis.SSLConnection
+    assert "s3cret" not in repr(cache)
+    assert cache.client.connection_pool.connection_kwargs["db"] == 1
