@@ -167,7 +167,7 @@ class Authenticator:
             time_window=config.time_window,
             clock=clock,
             logger=logger,
-            replay_cache=cache_from_setting(config.replay_cache),
+            replay_cache=cache_from_setting(config.replay_cache, clock=clock),
             replay_methods=config.replay_methods,
             replay_fail_open=config.replay_fail_open,
         )

@@ -310,7 +310,9 @@ def check_replay_setting(value: object) -> None:
     check_redis_url(value.strip())
 
 
-def cache_from_setting(value: str | ReplayCache | None) -> ReplayCache | None:
+def cache_from_setting(
+    value: str | ReplayCache | None, *, clock: Any = time.time
+) -> ReplayCache | None:
     """The cache a ``replay_cache`` setting names: None, ``"memory"``, a Redis URL
     (checked with a PING: bad credentials raise :class:`ConfigurationError`; an
     unreachable server is logged and gives 503s until it answers) or a cache."""
@@ -320,7 +322,7 @@ def cache_from_setting(value: str | ReplayCache | None) -> ReplayCache | None:
     if not text:
         return None
     if text.lower() == "memory":
-        return MemoryReplayCache()
+        return MemoryReplayCache(clock=clock)  # the authenticator's clock: one timeline
     cache = RedisReplayCache(text)
     try:
         cache.check()
