@@ -11,7 +11,6 @@ public key (local mode) or by the MAuth service (remote mode). Its collaborators
 
 from __future__ import annotations
 
-import base64
 import logging
 import time as _time
 from collections.abc import Callable, Collection
@@ -31,6 +30,7 @@ from .exceptions import (
     UnableToAuthenticateError,
     UnableToSignError,
 )
+from .key_service import authentication_ticket, ticket_verdict
 from .key_source import KeySource, LocalKeySource, MAuthServiceClient
 from .keys import load_public_key
 from .replay import ReplayCache, ReplayProtection, cache_from_setting
@@ -66,31 +66,13 @@ class RemoteTicketChecker:
         self.client = client
 
     def check(self, signable: RequestSignable, info: SignatureInfo) -> None:
-        body = signable._hashes.materialize()  # the ticket carries the body itself
-        ticket: dict[str, object] = {
-            "verb": signable.method,
-            "app_uuid": info.app_uuid,
-            "client_signature": info.signature,
-            "request_url": signable.path,
-            "request_time": info.time,
-            "b64encoded_body": base64.b64encode(body).decode("ascii"),
-        }
-        if info.version == 2:
-            ticket["query_string"] = signable.query_string
-            ticket["token"] = info.token
+        # The ticket and the verdict are the service protocol's (key_service).
         response = self.client.request(
-            "POST", "/authentication_tickets.json", json={"authentication_ticket": ticket}
+            "POST",
+            "/authentication_tickets.json",
+            json={"authentication_ticket": authentication_ticket(signable, info)},
         )
-        if 200 <= response.status_code < 300:
-            return
-        if response.status_code in (404, 412):
-            raise InauthenticError(
-                f"the MAuth service found the V{info.version} signature of app "
-                f"{info.app_uuid!r} inauthentic ({response.status_code})"
-            )
-        raise UnableToAuthenticateError(
-            f"the MAuth service answered {response.status_code} to an authentication ticket"
-        )
+        ticket_verdict(response.status_code, info)
 
 
 class Authenticator:

@@ -16,41 +16,23 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shlex
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn, TextIO
+from urllib.parse import urlsplit
 
+from ._console import EXIT_ERROR, EXIT_INAUTHENTIC, EXIT_OK, CommandError, Style
+from .config import redact_url
 from .consts import ALLOWED_DRIFT_SECONDS
 from .exceptions import ConfigurationError, InauthenticError, MAuthError, UnableToAuthenticateError
 
-EXIT_OK, EXIT_INAUTHENTIC, EXIT_ERROR = 0, 1, 2
-
-
-class CommandError(Exception):
-    """A problem to report in one line, with exit status 2."""
-
-
-class Style:
-    """ANSI colour, only on a terminal and only without ``NO_COLOR``."""
-
-    def __init__(self, stream: TextIO) -> None:
-        self.enabled = stream.isatty() and not os.environ.get("NO_COLOR")
-
-    def _wrap(self, code: str, text: str) -> str:
-        return f"\033[{code}m{text}\033[0m" if self.enabled else text
-
-    def good(self, text: str) -> str:
-        return self._wrap("32", text)
-
-    def bad(self, text: str) -> str:
-        return self._wrap("31", text)
-
-    def dim(self, text: str) -> str:
-        return self._wrap("2", text)
+__all__ = ["EXIT_ERROR", "EXIT_INAUTHENTIC", "EXIT_OK", "CommandError", "Style", "main"]
 
 
 # --- configuration ----------------------------------------------------------------------
@@ -114,32 +96,128 @@ def _headers(values: Sequence[str]) -> dict[str, str]:
     return headers
 
 
+# --- URLs -------------------------------------------------------------------------------
+
+_SPACE_OR_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def _check_url(value: str, *, path_ok: bool) -> str:
+    """``value`` if it is an ``http(s)://host/...`` URL (or, when ``path_ok``, a path
+    starting with ``/``); otherwise a :class:`CommandError` saying which of "not a URL"
+    or "malformed URL" it is, so neither is reported as a network failure later."""
+    shown = redact_url(value)
+    wanted = "http(s)://host/path" + (" or /path" if path_ok else "")
+    if path_ok and value.startswith("/") and not value.startswith("//"):
+        if _SPACE_OR_CONTROL.search(value):
+            raise CommandError(
+                f"malformed path {shown!r}: spaces and control characters must be %-encoded"
+            )
+        return value
+    if "://" not in value:
+        raise CommandError(f"not a URL: {shown!r} (expected {wanted})")
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError as exc:
+        raise CommandError(f"malformed URL {shown!r}: {exc}") from None
+    if parts.scheme.lower() not in ("http", "https"):
+        raise CommandError(f"not an HTTP URL: {shown!r} (expected {wanted})")
+    if not parts.hostname:
+        raise CommandError(f"malformed URL {shown!r}: no host name")
+    if _SPACE_OR_CONTROL.search(value):
+        raise CommandError(
+            f"malformed URL {shown!r}: spaces and control characters must be %-encoded"
+        )
+    return value
+
+
 # --- keygen -----------------------------------------------------------------------------
+
+
+#: What an app UUID looks like (8-4-4-4-12 hex digits); it also names the key files, so
+#: nothing else (no ``/``, ``..``, ``:`` or absolute path) may reach the file system.
+_APP_UUID = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+)
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def _create(path: Path, content: str, mode: int) -> None:
+    """Write a new file at ``path``, failing if anything (a file, a symlink, even a dangling
+    one) is there already; the file has ``mode`` from its creation on (never wider)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NOFOLLOW, mode)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(content)
+
+
+def _replace(path: Path, content: str, mode: int) -> None:
+    """Put a new file at ``path`` (for ``--force``): written to a fresh file of ``mode`` in
+    the same folder, then renamed over ``path``. Whatever was at ``path`` (a world-readable
+    file, a symlink) is replaced, never written to or followed."""
+    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)  # mkstemp creates 0600; the public key gets 0644
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(content)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _next_steps(app_uuid: str, private_path: Path, public_path: Path) -> str:
+    folder = shlex.quote(str(public_path.parent))
+    return (
+        "\nnext steps:\n"
+        "  1. register the public key with your MAuth service, for this app UUID:\n"
+        f"       {public_path}\n"
+        f"     (to test locally: mauth-client serve-keys --keys {folder})\n"
+        "  2. give the app its identity in its environment:\n"
+        f"       export APP_UUID={app_uuid}\n"
+        f"       export MAUTH_PRIVATE_KEY_FILE={shlex.quote(str(private_path.resolve()))}\n"
+        "       export MAUTH_URL=https://mauth.example.com   # your MAuth service\n"
+        "  3. try it: mauth-client sign GET https://api.example.com/ping --versions v2\n"
+    )
 
 
 def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
     from .testing.service import generate_identity
 
-    if args.bits < 2048:
-        raise CommandError("--bits must be at least 2048")
-    identity = generate_identity(args.app_uuid or str(uuid.uuid4()), bits=args.bits)
+    app_uuid = args.app_uuid if args.app_uuid is not None else str(uuid.uuid4())
+    if not _APP_UUID.fullmatch(app_uuid):
+        raise CommandError(
+            f"--app-uuid {app_uuid[:60]!r} is not a UUID (8-4-4-4-12 hex digits, "
+            "e.g. 6f0c2325-0f7d-4a4e-9bb3-5d1f3f0e2a11)"
+        )
     folder = Path(args.dir).expanduser()
-    private_path = folder / f"{identity.app_uuid}.key"
-    public_path = folder / f"{identity.app_uuid}.pub"
+    private_path = folder / f"{app_uuid}.key"
+    public_path = folder / f"{app_uuid}.pub"
+    if not args.force:
+        for path in (private_path, public_path):
+            if os.path.lexists(path):
+                raise CommandError(f"{path} exists; use --force to replace it")
+    identity = generate_identity(app_uuid, bits=args.bits)
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if private_path.exists() and not args.force:
-            raise CommandError(f"{private_path} exists; use --force to replace it")
-        fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(identity.private_key)
-        os.chmod(private_path, 0o600)
-        public_path.write_text(identity.public_key)
+        if args.force:
+            _replace(private_path, identity.private_key, 0o600)
+            _replace(public_path, identity.public_key, 0o644)
+        else:
+            _create(private_path, identity.private_key, 0o600)
+            try:
+                _create(public_path, identity.public_key, 0o644)
+            except BaseException:
+                private_path.unlink(missing_ok=True)
+                raise
+    except FileExistsError as exc:
+        raise CommandError(f"{exc.filename} exists; use --force to replace it") from None
     except OSError as exc:
         raise CommandError(f"cannot write the keys to {folder}: {_reason(exc)}") from None
     print(f"app UUID:    {identity.app_uuid}", file=sys.stderr)
     print(f"private key: {private_path} (mode 0600)", file=sys.stderr)
     print(f"public key:  {public_path}", file=sys.stderr)
+    print(_next_steps(identity.app_uuid, private_path, public_path), file=sys.stderr, end="")
     out.write(identity.public_key)
     return EXIT_OK
 
@@ -150,6 +228,7 @@ def cmd_keygen(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_sign(args: argparse.Namespace, out: TextIO) -> int:
     from .signable import RequestSignable
 
+    _check_url(args.url, path_ok=True)
     signer = _signer(args)
     body = _body(args)
     headers = signer.signed_headers(
@@ -177,6 +256,7 @@ def cmd_request(args: argparse.Namespace, out: TextIO) -> int:
 
     from .requests_mauth import MAuth
 
+    _check_url(args.url, path_ok=False)
     config = _config(args, need_service=args.authenticate_response)
     auth = MAuth(
         config.app_uuid,
@@ -199,8 +279,18 @@ def cmd_request(args: argparse.Namespace, out: TextIO) -> int:
     except InauthenticError as exc:
         print(f"inauthentic response: {exc}", file=err)
         return EXIT_INAUTHENTIC
+    except (
+        requests.exceptions.InvalidURL,
+        requests.exceptions.MissingSchema,
+        requests.exceptions.InvalidSchema,
+    ) as exc:
+        raise CommandError(
+            f"malformed URL {redact_url(args.url)!r}: {type(exc).__name__}"
+        ) from None
     except requests.exceptions.RequestException as exc:
-        raise CommandError(f"could not reach {args.url}: {type(exc).__name__}") from None
+        raise CommandError(
+            f"could not reach {redact_url(args.url)}: {type(exc).__name__}"
+        ) from None
     if args.verbose:
         request = response.request
         print(f"> {request.method} {request.path_url} HTTP/1.1", file=err)
@@ -248,6 +338,7 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
     else:
         if not args.method or not args.url:
             raise CommandError("give --method and --url (or --request-file)")
+        _check_url(args.url, path_ok=True)
         method, url, headers, body = (
             args.method.upper(),
             args.url,
@@ -301,6 +392,9 @@ def cmd_verify(args: argparse.Namespace, out: TextIO) -> int:
 def cmd_serve_keys(args: argparse.Namespace, out: TextIO) -> int:
     from .testing.__main__ import main as serve
 
+    if not Path(args.keys).is_dir():
+        raise CommandError(f"--keys {args.keys} is not a folder")
+
     argv = [
         "--keys",
         args.keys,
@@ -337,32 +431,91 @@ def _add_body(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--data-file", help="the body, from a file (binary is fine)")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit status 2), like every other error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_ERROR, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a TCP port (1-65535, or 0 for any free one)"
+        )
+    return port
+
+
+def _at_least(minimum: int) -> Any:
+    def check(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = minimum - 1
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= {minimum}")
+        return value
+
+    return check
+
+
+#: Each subcommand's one-line description: the list in ``--help`` and its own ``--help``.
+SUMMARIES = {
+    "keygen": "make an app's RSA key pair; prints the next steps",
+    "sign": "print a request's MAuth headers and a curl command",
+    "request": "send a signed request and print the answer",
+    "verify": "check a captured request; say exactly why it fails",
+    "serve-keys": "run the local MAuth service over a key folder",
+    "demo": "show MAuth end to end on this machine, no setup",
+}
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Room for "serve-keys" beside its description, so each command's line stays one line."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=30, width=90)
+        self._action_max_length = 16
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="mauth-client",
+        formatter_class=_Formatter,
         description="Sign, send and verify MAuth-authenticated HTTP requests.",
         epilog="Configuration: APP_UUID, MAUTH_PRIVATE_KEY (or MAUTH_PRIVATE_KEY_FILE), "
         "MAUTH_URL, MAUTH_SIGN_VERSIONS... (see the README). Try: mauth-client demo",
     )
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
 
-    keygen = commands.add_parser("keygen", help="make an RSA key pair for an app")
-    keygen.add_argument("--bits", type=int, default=2048)
+    def command(name: str) -> argparse.ArgumentParser:
+        summary = SUMMARIES[name]
+        sub: argparse.ArgumentParser = commands.add_parser(
+            name, help=summary, description=summary, formatter_class=_Formatter
+        )
+        return sub
+
+    keygen = command("keygen")
+    keygen.add_argument("--bits", type=_at_least(2048), default=2048, help="key size (>= 2048)")
     keygen.add_argument("--dir", default=".", help="where to write <app_uuid>.key and .pub")
     keygen.add_argument("--app-uuid", help="the app UUID (default: a new random one)")
-    keygen.add_argument("--force", action="store_true", help="replace an existing key file")
+    keygen.add_argument("--force", action="store_true", help="replace existing key files")
     keygen.set_defaults(handler=cmd_keygen)
 
-    sign = commands.add_parser("sign", help="print the MAuth headers for a request, and curl")
+    sign = command("sign")
     sign.add_argument("method")
-    sign.add_argument("url")
+    sign.add_argument("url", help="http(s)://host/path?query, or /path?query")
     _add_body(sign)
     _add_identity(sign)
     sign.set_defaults(handler=cmd_sign)
 
-    request = commands.add_parser("request", help="send a signed request and print the answer")
+    request = command("request")
     request.add_argument("method")
-    request.add_argument("url")
+    request.add_argument("url", help="http(s)://host/path?query")
     request.add_argument("body", nargs="?", help="the body, as text")
     _add_body(request)
     request.add_argument("-H", "--header", action="append", default=[], help="'Name: value'")
@@ -376,7 +529,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_identity(request)
     request.set_defaults(handler=cmd_request)
 
-    verify = commands.add_parser("verify", help="authenticate a captured request and say why not")
+    verify = command("verify")
     verify.add_argument("--method")
     verify.add_argument("--url", help="the URL or /path?query as sent")
     verify.add_argument("-H", "--header", action="append", default=[], help="'Name: value'")
@@ -386,19 +539,19 @@ def build_parser() -> argparse.ArgumentParser:
     when = verify.add_mutually_exclusive_group()
     when.add_argument("--now", type=int, help="check the time window as if it were this epoch time")
     when.add_argument("--ignore-time", action="store_true", help="skip the time window")
-    verify.add_argument("--v2-only", action="store_true")
+    verify.add_argument("--v2-only", action="store_true", help="reject messages without V2")
     verify.add_argument("--no-fallback", action="store_true", help="no V1 retry after V2 fails")
     _add_identity(verify)
     verify.set_defaults(handler=cmd_verify)
 
-    serve = commands.add_parser("serve-keys", help="run the local MAuth service over a key folder")
+    serve = command("serve-keys")
     serve.add_argument("--keys", required=True, help="folder of <app_uuid>.pub files")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7400)
-    serve.add_argument("--max-age", type=int, default=300)
+    serve.add_argument("--port", type=_port, default=7400, help="TCP port (default 7400)")
+    serve.add_argument("--max-age", type=_at_least(0), default=300, help="key cache seconds")
     serve.set_defaults(handler=cmd_serve_keys)
 
-    demo = commands.add_parser("demo", help="show MAuth working end to end, no setup needed")
+    demo = command("demo")
     demo.set_defaults(handler=cmd_demo)
     return parser
 

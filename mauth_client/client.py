@@ -1,16 +1,20 @@
 """What both HTTP client adapters (requests, httpx) share, framework-free.
 
-Building the signer from arguments or the configuration, and authenticating the
-responses that come back.
+Building the signer from arguments or the configuration, authenticating the
+responses that come back (optionally pinned to the expected signers), and the
+redirect policy: a signed request's MAuth headers never go to another origin, and a
+same-origin redirect is signed afresh (its method, path and body may differ).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, MutableMapping
 
 from .authenticator import Authenticator, AuthResult
 from .body import Body
 from .config import Config, require_settings
+from .exceptions import ConfigurationError, InauthenticError
+from .key_service import origin
 from .keys import PrivateKeyData
 from .signable import ResponseSignable
 from .signed import HeadersLike, Signed
@@ -39,21 +43,69 @@ def build_signer(
     return Signer(app_uuid, private_key_data, sign_versions), config
 
 
-class ResponseChecker:
-    """Authenticates responses; the authenticator is built on first use."""
+#: Header name prefixes of MAuth signatures (V1 ``X-MWS-*``, V2 ``MCC-*``).
+MAUTH_HEADER_PREFIXES = ("x-mws-", "mcc-")
 
-    def __init__(self, authenticator: Authenticator | None, config: Config | None) -> None:
+
+def is_mauth_header(name: str) -> bool:
+    return name.lower().startswith(MAUTH_HEADER_PREFIXES)
+
+
+def strip_mauth_headers(headers: MutableMapping[str, str]) -> None:
+    """Remove every ``X-MWS-*`` and ``MCC-*`` header from ``headers`` in place."""
+    for name in [name for name in headers if is_mauth_header(name)]:
+        del headers[name]
+
+
+def same_origin(url: str, other: str) -> bool:
+    """Scheme, host and port alike (default ports filled in); http -> https is a change."""
+    return origin(url) == origin(other)
+
+
+def _pinned(app_uuids: Iterable[str] | None) -> frozenset[str] | None:
+    if app_uuids is None:
+        return None
+    if isinstance(app_uuids, str):
+        app_uuids = [app_uuids]
+    pinned = frozenset(uuid.strip().lower() for uuid in app_uuids)
+    if not pinned or "" in pinned:
+        raise ConfigurationError("response_app_uuids must name at least one app UUID")
+    return pinned
+
+
+class ResponseChecker:
+    """Authenticates responses; the authenticator is built on first use.
+
+    With ``app_uuids``, only responses signed by one of those apps are accepted: a
+    response signature says who signed the response, not that it answers this request
+    (``mauth-protocol.md`` section 3 binds it to status and body only), so any app the
+    MAuth service knows could otherwise pass off its own signed response.
+    """
+
+    def __init__(
+        self,
+        authenticator: Authenticator | None,
+        config: Config | None,
+        app_uuids: Iterable[str] | None = None,
+    ) -> None:
         self._authenticator = authenticator
         self._config = config
+        self.app_uuids = _pinned(app_uuids)
 
     def check(self, status_code: int, body: Body, headers: HeadersLike) -> AuthResult:
         """Raise :class:`~mauth_client.exceptions.InauthenticError` for an unsigned or
         tampered response; return who signed it otherwise."""
         if self._authenticator is None:
             self._authenticator = Authenticator.from_config(self._config or Config.from_env())
-        return self._authenticator.authenticate(
+        result = self._authenticator.authenticate(
             ResponseSignable(status_code, body), Signed.from_headers(headers)
         )
+        if self.app_uuids is not None and result.app_uuid.lower() not in self.app_uuids:
+            raise InauthenticError(
+                f"the response is signed by app {result.app_uuid!r}, which is not one of "
+                "the expected signers (response_app_uuids)"
+            )
+        return result
 
 
 class SigningClientAuth:
@@ -62,7 +114,8 @@ class SigningClientAuth:
     Arguments default to ``config`` or the environment (``APP_UUID``,
     ``MAUTH_PRIVATE_KEY``, ``MAUTH_SIGN_VERSIONS``...). With
     ``authenticate_responses=True`` (or an ``authenticator``) every response must be
-    MAuth-signed by its server.
+    MAuth-signed by its server; ``response_app_uuids`` (which implies it) accepts only
+    responses signed by those apps.
     """
 
     def __init__(
@@ -74,10 +127,15 @@ class SigningClientAuth:
         authenticate_responses: bool = False,
         authenticator: Authenticator | None = None,
         config: Config | None = None,
+        response_app_uuids: Iterable[str] | None = None,
     ) -> None:
         self.signer, config = build_signer(app_uuid, private_key_data, sign_versions, config)
-        wanted = authenticate_responses or authenticator is not None
-        self._checker = ResponseChecker(authenticator, config) if wanted else None
+        wanted = (
+            authenticate_responses or authenticator is not None or response_app_uuids is not None
+        )
+        self._checker = (
+            ResponseChecker(authenticator, config, response_app_uuids) if wanted else None
+        )
 
     @property
     def app_uuid(self) -> str:

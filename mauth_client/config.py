@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
+import logging
 import os
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError
 from .keys import looks_like_pem
@@ -46,6 +50,9 @@ ENV_NAMES = (
     "MAUTH_REPLAY_FAIL_OPEN",
     "MAUTH_MIN_KEY_REFETCH_INTERVAL",
     "MAUTH_MAX_STALE",
+    # The MAuth service client (net): see the fields of the same names.
+    "MAUTH_ALLOW_INSECURE_URL",
+    "MAUTH_LOOKUP_DEADLINE",
 )
 
 # Upstream attribute name -> field of a Config instance.
@@ -69,6 +76,59 @@ def redact_url(url: str | None) -> str:
 
 
 _URL_FIELDS = ("mauth_url", "replay_cache")  # shown without credentials
+# --- The MAuth service URL policy (net) ---
+_warned_insecure: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def is_loopback_host(host: str | None) -> bool:
+    """True for ``localhost``, 127.0.0.0/8 and ``::1`` (also written IPv4-mapped)."""
+    if not host:
+        return False
+    host = host.strip("[]").lower().rstrip(".")
+    if host == "localhost":
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    mapped = getattr(address, "ipv4_mapped", None)
+    return bool(address.is_loopback or (mapped is not None and mapped.is_loopback))
+
+
+def check_service_url(url: str, *, allow_insecure: bool) -> None:
+    """Refuse an ``http://`` MAuth service URL outside loopback unless ``allow_insecure``.
+
+    Keys and authentication verdicts fetched in clear text can be replaced in transit,
+    which lets anyone on the path impersonate any app. Loopback stays allowed (local
+    test services); ``MAUTH_ALLOW_INSECURE_URL=true`` allows the rest, with a WARNING
+    logged once per URL.
+    """
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "http":
+        return
+    try:
+        host = parts.hostname
+    except ValueError:
+        host = None
+    if is_loopback_host(host):
+        return
+    shown = redact_url(url)
+    if not allow_insecure:
+        raise ConfigurationError(
+            f"MAUTH_URL {shown!r} is plain http outside loopback: use https, or set "
+            "MAUTH_ALLOW_INSECURE_URL=true to accept keys sent in clear text"
+        )
+    with _warned_lock:
+        first = shown not in _warned_insecure
+        _warned_insecure.add(shown)
+    if first:
+        logging.getLogger("mauth_client").warning(
+            "MAUTH_URL %s is plain http outside loopback (MAUTH_ALLOW_INSECURE_URL=true): "
+            "public keys and verdicts can be replaced in transit",
+            shown,
+        )
+
 
 _HINTS = {
     "app_uuid": "APP_UUID (or MAUTH_APP_UUID)",
@@ -178,6 +238,13 @@ class Config(metaclass=_UpstreamNames):
     max_stale: float = 3600.0
     # After a failed key lookup, fail fast (no call to the service) for this long.
     lookup_failure_cooldown: float = 5.0
+    # --- The MAuth service client (net) ---
+    # http:// service URLs are refused outside loopback unless this is set (a WARNING is
+    # logged once per URL when it is): keys fetched in clear text can be swapped in transit.
+    allow_insecure_url: bool = False
+    # Seconds one call to the service may take in all (connect, retries, redirects and a
+    # slowly dripped answer included), on top of the per-read timeouts.
+    lookup_deadline: float = 15.0
 
     def __post_init__(self) -> None:
         if self.mauth_mode not in ("local", "remote"):
@@ -202,6 +269,7 @@ class Config(metaclass=_UpstreamNames):
             "min_key_refetch_interval",
             "max_stale",
             "lookup_failure_cooldown",
+            "lookup_deadline",
         ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -211,6 +279,13 @@ class Config(metaclass=_UpstreamNames):
                 f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
                 f"not {redact_url(self.mauth_url)!r}"
             )
+        if self.lookup_deadline <= 0:
+            raise ConfigurationError(
+                f"lookup_deadline (MAUTH_LOOKUP_DEADLINE) must be more than 0 seconds, "
+                f"not {self.lookup_deadline!r}"
+            )
+        if self.mauth_url is not None:
+            check_service_url(self.mauth_url, allow_insecure=self.allow_insecure_url)
 
         self._check_replay_settings()
 
@@ -265,6 +340,15 @@ class Config(metaclass=_UpstreamNames):
             env, "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE"
         )
         _replay_from_env(env, values)
+        values["allow_insecure_url"] = _flag(env, "MAUTH_ALLOW_INSECURE_URL")
+        _, deadline = _first(env, "MAUTH_LOOKUP_DEADLINE")
+        if deadline is not None:
+            try:
+                values["lookup_deadline"] = float(deadline)
+            except ValueError:
+                raise ConfigurationError(
+                    f"MAUTH_LOOKUP_DEADLINE must be a number of seconds, not {deadline.strip()!r}"
+                ) from None
         if values["app_uuid"] is not None:
             values["app_uuid"] = values["app_uuid"].strip()
         if values["mauth_url"] is not None:

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple, TextIO
 
 import requests
 
+from ._console import CommandError, Style
 from .requests_mauth import MAuth
 from .signable import RequestSignable
 from .signer import Signer
@@ -98,12 +99,10 @@ def _why(response: requests.Response) -> str:
     return f"accepted from app {document.get('accepted_from', '?')[:8]}..."
 
 
-def run_demo(out: TextIO, style: Any) -> int:
+def run_demo(out: TextIO, style: Style) -> int:
     try:
         import flask  # noqa: F401
     except ImportError:
-        from .cli import CommandError
-
         raise CommandError("the demo needs Flask: pip install 'mauth-client[flask]'") from None
     with LocalMAuthService() as service:
         server, caller, outsider = service.new_app(), service.new_app(), service.new_app()

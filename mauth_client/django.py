@@ -18,9 +18,14 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from django.conf import settings
-from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponse
+from ._optional import missing_extra
+
+try:
+    from django.conf import settings
+    from django.core.signals import setting_changed
+    from django.http import HttpRequest, HttpResponse
+except ImportError as exc:  # the django extra is not installed
+    raise missing_extra(__name__, "django", exc) from exc
 
 from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION

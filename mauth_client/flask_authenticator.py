@@ -28,7 +28,12 @@ import threading
 from collections.abc import Callable, Collection
 from typing import Any, TypeVar, overload
 
-from flask import Flask, Response, current_app, g, request
+from ._optional import missing_extra
+
+try:
+    from flask import Flask, Response, current_app, g, request
+except ImportError as exc:  # the flask extra is not installed
+    raise missing_extra(__name__, "flask", exc) from exc
 
 from .authenticator import Authenticator
 from .config import ENV_NAMES, Config

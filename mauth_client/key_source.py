@@ -6,34 +6,35 @@
   404s cached negatively for a short time; both caches bounded; keys refetched
   after a failed signature (rotation), used stale while the service fails, and a
   circuit breaker so that a failing service is not asked again and again.
-- :class:`MAuthServiceClient`: the signed HTTP calls to the service, with timeouts
-  and bounded retries on one persistent session.
+- :class:`MAuthServiceClient` (from :mod:`~mauth_client.key_service_requests`): the
+  signed HTTP calls to the service under the rules of
+  :mod:`~mauth_client.key_service` (deadline, retries, same-origin redirects, size).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import Any, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 from urllib.parse import quote
 
-import requests
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config, redact_url
-from .exceptions import InauthenticError, KeyFormatError, UnableToAuthenticateError
+from . import forksafe
+from .config import Config
+from .exceptions import InauthenticError, UnableToAuthenticateError
+from .key_service import max_age, parse_security_token
+from .key_service_requests import MAuthServiceClient
 from .keys import PublicKeyData, load_public_key
 
 logger = logging.getLogger("mauth_client")
 
 Clock = Callable[[], float]
-_MAX_AGE = re.compile(r"(?:^|[,\s])max-age\s*=\s*\"?(\d+)\"?", re.IGNORECASE)
+__all__ = ["KeySource", "LocalKeySource", "MAuthServiceClient", "StaticKeySource", "max_age"]
 
 
 class KeySource(Protocol):
@@ -63,71 +64,6 @@ class StaticKeySource:
             return load_public_key(self._keys[app_uuid])
         except KeyError:
             raise InauthenticError(f"no public key is known for app {app_uuid!r}") from None
-
-
-def max_age(cache_control: str | None, default: int, ceiling: int) -> int:
-    """Seconds a response may be cached per ``Cache-Control: max-age`` (``default`` if absent)."""
-    if cache_control:
-        if re.search(r"\b(no-store|no-cache)\b", cache_control, re.IGNORECASE):
-            return 0
-        match = _MAX_AGE.search(cache_control)
-        if match:
-            return min(int(match.group(1)[:9]), ceiling)
-    return default
-
-
-class MAuthServiceClient:
-    """Signed calls to the MAuth service, with timeouts and bounded retries.
-
-    Connection errors and 5xx answers are retried ``config.retries`` times with
-    exponential backoff; read timeouts are not (they already waited long enough).
-    """
-
-    def __init__(self, config: Config, *, session: requests.Session | None = None) -> None:
-        config.require("mauth_url", "app_uuid", "private_key")
-        assert config.mauth_url is not None
-        self.config = config
-        self.base = f"{config.mauth_url.rstrip('/')}/mauth/{config.mauth_api_version}"
-        self.shown_url = redact_url(config.mauth_url)  # for messages: no credentials
-        from .requests_mauth import MAuth  # here, not at the top: requests_mauth imports us
-
-        self.session = session or requests.Session()
-        self.session.auth = MAuth(config=config)
-        self.session.headers["User-Agent"] = "mauth-client-python/2"
-
-    def request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
-        """Send a signed request; raise :class:`UnableToAuthenticateError` when the
-        service cannot be reached or keeps answering 5xx."""
-        url = self.base + path
-        timeout = (self.config.connect_timeout, self.config.read_timeout)
-        attempts = self.config.retries + 1
-        for attempt in range(attempts):
-            last = attempt == attempts - 1
-            try:
-                response = self.session.request(method, url, timeout=timeout, **kwargs)
-            except requests.exceptions.ConnectionError as exc:  # includes ConnectTimeout
-                if last:
-                    raise UnableToAuthenticateError(
-                        f"the MAuth service at {self.shown_url} could not be reached "
-                        f"({type(exc).__name__})"
-                    ) from None
-            except requests.exceptions.Timeout as exc:
-                raise UnableToAuthenticateError(
-                    f"the MAuth service at {self.shown_url} did not answer within "
-                    f"{self.config.read_timeout} s ({type(exc).__name__})"
-                ) from None
-            except requests.exceptions.RequestException as exc:
-                raise UnableToAuthenticateError(
-                    f"calling the MAuth service failed ({type(exc).__name__})"
-                ) from None
-            else:
-                if response.status_code < 500 or last:
-                    return response
-            time.sleep(self.config.retry_backoff * (2**attempt))
-        raise AssertionError("unreachable")  # pragma: no cover
-
-    def close(self) -> None:
-        self.session.close()
 
 
 class _Entry(NamedTuple):
@@ -181,6 +117,13 @@ class LocalKeySource:
         self._open_until = float("-inf")  # circuit breaker: no lookups before this time
         self._outage = False
         self.fetch_count = 0
+        forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # Keep the cached keys; a lock or a fetch in flight belongs to a parent's thread
+        # that does not exist here (it would never be released or finish).
+        self._lock = threading.Lock()
+        self._in_flight = {}
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
         entry = self._keys.get(app_uuid)
@@ -287,9 +230,7 @@ class LocalKeySource:
                 with self._lock:
                     del self._in_flight[uid]
         # Followers wait no longer than the leader can take.
-        limit = (self.config.connect_timeout + self.config.read_timeout) * (
-            self.config.retries + 1
-        ) + 5
+        limit = self.config.lookup_deadline + 5  # the leader's whole lookup is bounded so
         try:
             return flight.result(timeout=limit)
         except TimeoutError:
@@ -393,16 +334,6 @@ class LocalKeySource:
 
 
 def _parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:
-    what = f"the MAuth service's answer for app {app_uuid!r}"
-    try:
-        document = json.loads(content)
-    except (ValueError, UnicodeDecodeError):
-        raise UnableToAuthenticateError(f"{what} is not JSON") from None
-    token = document.get("security_token") if isinstance(document, dict) else None
-    pem = token.get("public_key_str") if isinstance(token, dict) else None
-    if not isinstance(pem, str) or not pem.strip():
-        raise UnableToAuthenticateError(f"{what} has no security_token.public_key_str")
-    try:
-        return load_public_key(pem)
-    except KeyFormatError:
-        raise UnableToAuthenticateError(f"{what} holds a public key that does not parse") from None
+    # The checks (JSON shape, size, the answer naming the app asked for) live in the
+    # framework-free protocol module, shared with every transport.
+    return parse_security_token(content, app_uuid)

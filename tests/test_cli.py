@@ -76,18 +76,32 @@ def headers_from(output: str) -> list[str]:
 # --- keygen -------------------------------------------------------------------------------
 
 
+MY_APP = "0b6f3c1e-5a7d-4e2b-9c3f-1d2e3f4a5b6c"
+
+
 def test_keygen(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", "my-app")
+    code, out, err = run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", MY_APP)
     assert code == 0
-    private, public = tmp_path / "my-app.key", tmp_path / "my-app.pub"
+    private, public = tmp_path / f"{MY_APP}.key", tmp_path / f"{MY_APP}.pub"
     assert stat.S_IMODE(private.stat().st_mode) == 0o600
     assert out == public.read_text() and out.startswith("-----BEGIN PUBLIC KEY-----")
     assert "BEGIN RSA PRIVATE KEY" in private.read_text()
-    assert "my-app" in err
-    code, _, err = run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", "my-app")
+    assert MY_APP in err
+    code, _, err = run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", MY_APP)
     assert code == 2 and "use --force" in err
-    assert run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", "my-app", "--force")[0] == 0
-    assert run(capsys, "keygen", "--bits", "1024")[0] == 2
+    assert run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", MY_APP, "--force")[0] == 0
+    code, _, err = run(capsys, "keygen", "--bits", "1024")
+    assert code == 2 and err.count("\n") == 1 and "--bits" in err
+
+
+def test_keygen_says_what_to_do_next(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = run(capsys, "keygen", "--dir", str(tmp_path), "--app-uuid", MY_APP)
+    assert code == 0
+    assert "register the public key" in err and f"{MY_APP}.pub" in err
+    assert f"export APP_UUID={MY_APP}" in err
+    assert f"export MAUTH_PRIVATE_KEY_FILE={tmp_path.resolve() / MY_APP}.key" in err
+    assert "export MAUTH_URL=" in err
+    assert f"mauth-client serve-keys --keys {tmp_path}" in err
 
 
 # --- sign and verify ------------------------------------------------------------------------
@@ -228,6 +242,22 @@ def test_request_exit_status_on_http_errors(
             "set MAUTH_URL",
         ),
         (["verify", "--method", "GET"], "give --method and --url"),
+        # bad ports, non-URLs and malformed URLs: one line naming the problem (issue 9 item 4)
+        (["serve-keys", "--keys", ".", "--port", "99999"], "'99999' is not a TCP port"),
+        (["serve-keys", "--keys", ".", "--port", "http"], "'http' is not a TCP port"),
+        (["serve-keys", "--keys", "/nonexistent"], "--keys /nonexistent is not a folder"),
+        (["sign", "GET", "hello"], "not a URL: 'hello'"),
+        (["sign", "GET", "example.com/x"], "not a URL: 'example.com/x'"),
+        (["sign", "GET", "ftp://example.com/x"], "not an HTTP URL"),
+        (["request", "GET", "/x"], "not a URL: '/x' (expected http(s)://host/path)"),
+        (["request", "GET", "http://[::1/x"], "malformed URL 'http://[::1/x'"),
+        (["request", "GET", "http://127.0.0.1:99999/x"], "malformed URL"),
+        (["request", "GET", "http:///x"], "malformed URL 'http:///x': no host name"),
+        (["request", "GET", "http://a b/x"], "malformed URL"),
+        (["request", "GET", "http://u:secret@[::1/x"], "malformed URL 'http://***@[::1/x'"),
+        (["verify", "--method", "GET", "--url", "x y"], "not a URL"),
+        (["verify", "--bogus"], "unrecognized arguments: --bogus"),
+        (["nope"], "invalid choice: 'nope'"),
     ],
 )
 def test_errors_are_one_line(
@@ -236,6 +266,22 @@ def test_errors_are_one_line(
     code, _out, err = run(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and message in err and "Traceback" not in err
+    assert "could not reach" not in err and "secret" not in err
+
+
+def test_every_subcommand_has_a_one_line_description(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(capsys, "--help")
+    assert code == 0
+    described = {}
+    for line in out.splitlines():
+        words = line.split(maxsplit=1)
+        if line.startswith("    ") and len(words) == 2:
+            described[words[0]] = words[1]
+    assert set(described) == {"keygen", "sign", "request", "verify", "serve-keys", "demo"}
+    assert all(len(text.split()) >= 4 for text in described.values()), described
+    for name, text in described.items():
+        code, out, _ = run(capsys, name, "--help")
+        assert code == 0 and text in out
 
 
 def test_bad_key_and_unreachable_host(
@@ -300,7 +346,9 @@ def test_python_dash_m_and_console_script(tmp_path: Path) -> None:
         env=env,
     )
     assert done.returncode == 2 and "Traceback" not in done.stderr and "APP_UUID" in done.stderr
-    script = shutil.which("mauth-client") or str(Path(sys.executable).parent / "mauth-client")
+    # The console script of this interpreter's environment (a venv's bin is not always on PATH).
+    beside = Path(sys.executable).parent / "mauth-client"
+    script = str(beside) if beside.exists() else shutil.which("mauth-client") or str(beside)
     done = subprocess.run(
         [script, "keygen", "--dir", str(tmp_path)],
         capture_output=True,
@@ -318,13 +366,14 @@ def test_serve_keys(tmp_path: Path) -> None:
     from .servers import running_command
     from .test_key_source import closed_port
 
-    assert main(["keygen", "--dir", str(tmp_path), "--app-uuid", "svc-app"]) == 0
+    svc_app = "5e1d0c2b-3a4f-4b6c-8d7e-9f0a1b2c3d4e"
+    assert main(["keygen", "--dir", str(tmp_path), "--app-uuid", svc_app]) == 0
     port = closed_port()
     argv = ["-m", "mauth_client", "serve-keys", "--keys", str(tmp_path), "--port", str(port)]
     with running_command(argv, ready=f"http://127.0.0.1:{port}"):
         config = Config(
-            app_uuid="svc-app",
-            private_key=(tmp_path / "svc-app.key").read_text(),
+            app_uuid=svc_app,
+            private_key=(tmp_path / f"{svc_app}.key").read_text(),
             mauth_url=f"http://127.0.0.1:{port}",
         )
-        LocalKeySource(config).get_public_key("svc-app")
+        LocalKeySource(config).get_public_key(svc_app)
