@@ -12,13 +12,14 @@ public key (local mode) or by the MAuth service (remote mode). Its collaborators
 from __future__ import annotations
 
 import logging
+import threading
 import time as _time
 from collections.abc import Callable, Collection
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config
+from .config import Config, environment_fingerprint
 from .consts import ALLOWED_DRIFT_SECONDS, MWS_TOKEN, MWSV2_TOKEN
 from .exceptions import (
     ConfigurationError,
@@ -30,7 +31,13 @@ from .exceptions import (
     UnableToAuthenticateError,
     UnableToSignError,
 )
-from .key_service import authentication_ticket, ticket_verdict
+from .key_service import (
+    KeyAnswer,
+    ServiceAnswer,
+    ServiceRequest,
+    authentication_ticket,
+    ticket_verdict,
+)
 from .key_source import KeySource, LocalKeySource, MAuthServiceClient
 from .keys import load_public_key
 from .replay import ReplayCache, ReplayProtection, cache_from_setting
@@ -40,6 +47,7 @@ from .signer import Signer
 from .verifier import decode_signature, verify_v1, verify_v2
 
 Clock = Callable[[], float]
+_LOGGER = logging.getLogger("mauth_client")
 _MAX_TIME_DIGITS = 12  # up to year 33658; longer is "too large to be a time"
 
 
@@ -75,6 +83,45 @@ class RemoteTicketChecker:
         ticket_verdict(response.status_code, info)
 
 
+class _LazyServiceClient(MAuthServiceClient):
+    """The MAuth service client, connected on the first call to the service.
+
+    Until a key is actually fetched nothing needs the private key: a request without
+    a signature is still a 401, a key supplied through a patched ``KeyHolder`` needs
+    no service, and a KMS-encrypted key is decrypted once, when first needed. A bad
+    key surfaces on that first call (a 500 naming it), never as an import or
+    construction traceback.
+    """
+
+    def __init__(self, config: Config) -> None:  # the real client is built on first use
+        config.require("mauth_url", "app_uuid", "private_key")  # presence, checked now
+        self.config = config
+        self._real: MAuthServiceClient | None = None
+        self._connect_lock = threading.Lock()
+
+    def _connected(self) -> MAuthServiceClient:
+        real = self._real
+        if real is None:
+            with self._connect_lock:
+                if self._real is None:
+                    self._real = MAuthServiceClient(self.config.resolved())
+                real = self._real
+        return real
+
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        return self._connected().request(method, path, **kwargs)
+
+    def call(self, request: ServiceRequest) -> ServiceAnswer:
+        return self._connected().call(request)
+
+    def security_token(self, app_uuid: str) -> KeyAnswer:
+        return self._connected().security_token(app_uuid)
+
+    def close(self) -> None:
+        if self._real is not None:
+            self._real.close()
+
+
 class Authenticator:
     """Decides whether a message is authentic.
 
@@ -92,7 +139,7 @@ class Authenticator:
         v2_only: bool = False,
         disable_fallback_to_v1: bool = False,
         time_window: int = ALLOWED_DRIFT_SECONDS,
-        clock: Clock = _time.time,
+        clock: Clock | None = None,
         logger: logging.Logger | None = None,
         replay_cache: ReplayCache | ReplayProtection | None = None,
         replay_methods: str | Collection[str] | None = None,
@@ -105,6 +152,8 @@ class Authenticator:
         self.v2_only = v2_only
         self.disable_fallback_to_v1 = disable_fallback_to_v1
         self.time_window = time_window
+        # None: read time.time when each message is checked (not bound at import or
+        # construction), so freezegun and the like control it, as they did upstream.
         self.clock = clock
         self.logger = logger or logging.getLogger("mauth_client")
         # Replay protection (issue 12): applied once, after a request was verified.
@@ -125,17 +174,19 @@ class Authenticator:
         config: Config,
         *,
         signer: Signer | None = None,
-        clock: Clock = _time.time,
+        clock: Clock | None = None,
         logger: logging.Logger | None = None,
     ) -> Authenticator:
         """Local or remote per ``config.mauth_mode``; in local mode keys go through
         :class:`~mauth_client.key_holder.KeyHolder`, so patching it supplies keys."""
         from .key_holder import KeyHolderSource
 
-        client = MAuthServiceClient(config) if config.mauth_url else None
+        client = _LazyServiceClient(config) if config.mauth_url else None
         source = None
         if client is not None:
-            source = KeyHolderSource(LocalKeySource(config, client=client, clock=clock))
+            source = KeyHolderSource(
+                LocalKeySource(config, client=client, clock=clock or _time.time)
+            )
         else:
             source = KeyHolderSource(None)
         remote = config.mauth_mode == "remote"
@@ -256,7 +307,8 @@ class Authenticator:
         """Section 4 steps 2 and 3: a time within the window, the version's token."""
         text = info.time
         if text.isdigit() and text.isascii() and len(text) <= _MAX_TIME_DIGITS:
-            drift = int(text) - self.clock()
+            clock = self.clock
+            drift = int(text) - (_time.time() if clock is None else clock())
             if -self.time_window <= drift <= self.time_window:
                 if info.usable and info.token == (MWSV2_TOKEN if info.version == 2 else MWS_TOKEN):
                     return
@@ -320,30 +372,75 @@ class Authenticator:
 
 
 # --- upstream compatibility -------------------------------------------------------------
+#
+# Upstream built its authenticator per request from class attributes. Here one default
+# authenticator per mode is built from the environment (and Config's class attributes)
+# under a lock, and rebuilt only when environment_fingerprint() changes; the per-call
+# cost is one fingerprint and two dict lookups.
 
-_defaults: dict[str, Authenticator] = {}
+_defaults: dict[str, tuple[tuple[object, ...], Authenticator]] = {}
+# (mode, logger, time window) -> (fingerprint, authenticator sharing the default's key cache)
+_derived: dict[tuple[object, ...], tuple[tuple[object, ...], Authenticator]] = {}
+_MAX_DERIVED = 256
+_defaults_lock = threading.Lock()
 
 
 def default_authenticator(mode: str | None = None) -> Authenticator:
     """A process-wide authenticator built from the environment on first use, one per
-    ``mode`` ("local", "remote", or None for ``MAUTH_MODE``)."""
+    ``mode`` ("local", "remote", or None for ``MAUTH_MODE``); rebuilt when the MAuth
+    environment variables or ``Config``'s class attributes change."""
+    fingerprint = environment_fingerprint()
     key = mode or "environment"
-    authenticator = _defaults.get(key)
-    if authenticator is None:
-        config = Config.from_env()
-        if mode:
-            config = config.with_overrides(mauth_mode=mode)
-        authenticator = _defaults[key] = Authenticator.from_config(config)
-    return authenticator
+    state = _defaults.get(key)
+    if state is not None and state[0] == fingerprint:
+        return state[1]
+    with _defaults_lock:
+        state = _defaults.get(key)
+        if state is None or state[0] != fingerprint:
+            # A KMS-encrypted key is decrypted on the first key fetch (_LazyServiceClient).
+            config = Config.from_env(resolve_private_key=False)
+            if mode:
+                config = config.with_overrides(mauth_mode=mode)
+            state = _defaults[key] = (fingerprint, Authenticator.from_config(config))
+    return state[1]
 
 
 def reset_default_authenticator() -> None:
-    """Forget the process-wide authenticators (after the environment changed)."""
-    _defaults.clear()
+    """Forget the process-wide authenticators (and their key caches): the next call
+    reads the environment again."""
+    with _defaults_lock:
+        _defaults.clear()
+        _derived.clear()
+
+
+def _compat_authenticator(mode: str, logger: logging.Logger, time_window: int) -> Authenticator:
+    """The default authenticator of ``mode`` with the caller's logger and time window."""
+    fingerprint = environment_fingerprint()
+    key = (mode, logger, time_window)
+    state = _derived.get(key)
+    if state is not None and state[0] == fingerprint:
+        return state[1]
+    base = default_authenticator(mode)
+    derived = Authenticator(
+        base.key_source,
+        ticket_checker=base.ticket_checker,
+        v2_only=base.v2_only,
+        disable_fallback_to_v1=base.disable_fallback_to_v1,
+        time_window=time_window,
+        clock=base.clock,
+        logger=logger,
+        replay_cache=base.replay,
+    )
+    with _defaults_lock:
+        if len(_derived) >= _MAX_DERIVED:  # many distinct loggers: keep it bounded
+            _derived.clear()
+        _derived[key] = (fingerprint, derived)
+    return derived
 
 
 class AbstractAuthenticator:
-    """Upstream's ``(signable, signed, logger)`` authenticator API."""
+    """Upstream's ``(signable, signed, logger)`` authenticator API, over the default
+    :class:`Authenticator` of its mode (built once, reused by every instance)."""
 
     ALLOWED_DRIFT_SECONDS = ALLOWED_DRIFT_SECONDS
     AUTHENTICATION_TYPE: str | None = None
@@ -351,27 +448,21 @@ class AbstractAuthenticator:
     def __init__(self, signable: Signable, signed: Signed, logger: logging.Logger | None) -> None:
         self.signable = signable
         self.signed = signed
-        self.logger = logger or logging.getLogger("mauth_client")
+        self.logger = logger or _LOGGER
 
     def _authenticator(self) -> Authenticator:
-        """Built per call, as upstream read its settings per call: a test suite that
-        assigns ``Config.V2_ONLY_AUTHENTICATE`` on the class sees it take effect."""
-        config = Config.from_env(resolve_private_key=False)
-        base = default_authenticator("remote" if self.AUTHENTICATION_TYPE == "REMOTE" else "local")
-        v2_only = Config.__dict__.get("V2_ONLY_AUTHENTICATE", config.v2_only_authenticate)
-        return Authenticator(
-            base.key_source,
-            ticket_checker=base.ticket_checker,
-            v2_only=bool(v2_only),
-            disable_fallback_to_v1=config.disable_fallback_to_v1_on_v2_failure,
-            time_window=self.ALLOWED_DRIFT_SECONDS,
-            clock=base.clock,
-            logger=self.logger,
-            replay_cache=base.replay,
-        )
+        mode = "remote" if self.AUTHENTICATION_TYPE == "REMOTE" else "local"
+        return _compat_authenticator(mode, self.logger, self.ALLOWED_DRIFT_SECONDS)
 
     def authenticate(self) -> AuthResult:
+        """Who signed the message; raises :class:`InauthenticError` or
+        :class:`UnableToAuthenticateError` as :meth:`Authenticator.authenticate`."""
         return self._authenticator().authenticate(self.signable, self.signed)
+
+    def _authenticate(self) -> bool:
+        """Upstream's name: True, or raises as :meth:`authenticate`."""
+        self.authenticate()
+        return True
 
     def is_authentic(self) -> tuple[bool, int, str]:
         """``(authentic, status_code, message)`` as upstream."""
@@ -397,3 +488,32 @@ class RemoteAuthenticator(AbstractAuthenticator):
     """Asks the MAuth service to check signatures (authentication tickets)."""
 
     AUTHENTICATION_TYPE = "REMOTE"
+
+
+_ORIGINAL_IS_AUTHENTIC = AbstractAuthenticator.is_authentic
+
+
+def patched_compat_authenticator() -> type[AbstractAuthenticator] | None:
+    """The upstream authenticator class whose ``is_authentic`` a test suite replaced
+    (``mock.patch.object(LocalAuthenticator, "is_authentic", ...)``), or None.
+
+    Server adapters then ask it instead of their own authenticator, as upstream's
+    adapters did. Two identity checks, so the unpatched path stays fast."""
+    if LocalAuthenticator.is_authentic is not _ORIGINAL_IS_AUTHENTIC:
+        return LocalAuthenticator
+    if RemoteAuthenticator.is_authentic is not _ORIGINAL_IS_AUTHENTIC:
+        return RemoteAuthenticator
+    return None
+
+
+def authenticate_with_patched(
+    cls: type[AbstractAuthenticator], signable: Signable, signed: Signed
+) -> AuthResult:
+    """Run a patched ``is_authentic``; answer as :meth:`Authenticator.authenticate` does."""
+    authentic, status, message = cls(signable, signed, _LOGGER).is_authentic()
+    if authentic:
+        # Who and which version come from the headers, as upstream's adapters read them.
+        return _new_result(AuthResult, (signed.app_uuid, signed.protocol_version()))
+    if status is not None and int(status) >= 500:
+        raise UnableToAuthenticateError(str(message))
+    raise InauthenticError(str(message))

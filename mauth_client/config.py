@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .exceptions import ConfigurationError
+from .exceptions import ConfigurationError, MissingConfigurationError
 from .keys import looks_like_pem
 from .signer import check_app_uuid, parse_sign_versions
 
@@ -145,6 +145,31 @@ def require_settings(values: Mapping[str, object]) -> None:
         raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
 
 
+def require_configured(config: Config | None, who: str) -> Config:
+    """Fail where an adapter is built, not on its first request: ``config`` (or the
+    environment) must name this app, its private key and the MAuth service.
+
+    Only presence is checked here; a KMS-encrypted key is decrypted when first used.
+    Raises :class:`MissingConfigurationError` naming what to set.
+    """
+    if config is None:
+        config = Config.from_env(resolve_private_key=False)
+    missing = [
+        _HINTS[name]
+        for name in ("app_uuid", "private_key", "mauth_url")
+        if not getattr(config, name)
+    ]
+    if "MAUTH_API_VERSION" in Config.__dict__ and Config.__dict__["MAUTH_API_VERSION"] is None:
+        missing.append("MAUTH_API_VERSION")  # unset on the class, as upstream's suites do
+    if missing:
+        raise MissingConfigurationError(
+            f"{who} cannot authenticate requests: MAuth is not configured: set "
+            + " and ".join(missing)
+            + " (or pass config= or a pre-built authenticator=)"
+        )
+    return config
+
+
 def _first(env: Mapping[str, str], *names: str) -> tuple[str | None, str | None]:
     """The first of ``names`` set to a non-blank value, and that value."""
     for name in names:
@@ -192,13 +217,107 @@ def decrypt_kms_private_key(ciphertext_base64: str) -> str:
     return text
 
 
+# --- upstream's class attributes (Config.APP_UUID = ...) ----------------------------------
+
+# What each upstream class attribute may be set to; anything else is a ConfigurationError
+# naming the attribute when a config is next built.
+_CLASS_ATTRIBUTE_TYPES: dict[str, tuple[type, ...]] = {
+    "APP_UUID": (str,),
+    "MAUTH_URL": (str,),
+    "MAUTH_API_VERSION": (str,),
+    "MAUTH_MODE": (str,),
+    "PRIVATE_KEY": (str, bytes),
+    "V2_ONLY_AUTHENTICATE": (bool, str),
+    "SIGN_VERSIONS": (str, list, tuple),
+    "DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE": (bool, str),
+}
+# Fields that may be None; for the others, None means "the default".
+_OPTIONAL_FIELDS = {"app_uuid", "mauth_url", "private_key"}
+_generation = 0  # bumped whenever an upstream class attribute is assigned or deleted
+
+
 class _UpstreamNames(type):
-    """Lets ``Config.APP_UUID`` (upstream's class attributes) read the environment lazily."""
+    """Upstream's class attributes on :class:`Config`.
+
+    Read (``Config.APP_UUID``): the environment at the moment of reading, unless a
+    value was assigned on the class. Assigned (``Config.APP_UUID = "..."``, as upstream's
+    users and test suites do): honoured by every config built afterwards from the
+    environment (:meth:`Config.from_env`, hence every default the library builds).
+    """
 
     def __getattr__(cls, name: str) -> Any:
         if name in _UPSTREAM_NAMES:
             return getattr(Config.from_env(resolve_private_key=False), _UPSTREAM_NAMES[name])
         raise AttributeError(name)
+
+    def __setattr__(cls, name: str, value: Any) -> None:
+        global _generation
+        super().__setattr__(name, value)
+        if name in _UPSTREAM_NAMES:
+            _generation += 1
+
+    def __delattr__(cls, name: str) -> None:
+        global _generation
+        super().__delattr__(name)
+        if name in _UPSTREAM_NAMES:
+            _generation += 1
+
+
+def class_attribute_overrides() -> dict[str, Any]:
+    """The upstream attributes assigned on :class:`Config`, as field values.
+
+    Raises :class:`ConfigurationError` naming an attribute set to a value of the wrong type.
+    """
+    values: dict[str, Any] = {}
+    assigned = Config.__dict__
+    for name, field_name in _UPSTREAM_NAMES.items():
+        if name not in assigned:
+            continue
+        value = assigned[name]
+        if value is None:
+            if field_name in _OPTIONAL_FIELDS:
+                values[field_name] = None
+            continue
+        allowed = _CLASS_ATTRIBUTE_TYPES[name]
+        if not isinstance(value, allowed):
+            kinds = " or ".join(kind.__name__ for kind in allowed)
+            raise ConfigurationError(
+                f"Config.{name} must be {kinds} (or None), not {type(value).__name__}"
+            )
+        if isinstance(value, str) and field_name != "private_key":
+            value = value.strip()
+            if field_name in ("mauth_mode",):
+                value = value.lower()
+        if field_name in ("v2_only_authenticate", "disable_fallback_to_v1_on_v2_failure"):
+            if isinstance(value, str):
+                value = _flag({f"Config.{name}": value}, f"Config.{name}")
+        elif field_name == "sign_versions" and not isinstance(value, str):
+            if not all(isinstance(item, str) for item in value):
+                raise ConfigurationError(f"Config.{name} must list versions as text")
+            value = ",".join(value)
+        values[field_name] = value
+    return values
+
+
+def environment_fingerprint() -> tuple[object, ...]:
+    """What every config built from the environment depends on: the MAuth environment
+    variables and the upstream class attributes. Cheap enough to compare on every
+    call, so process-wide defaults are rebuilt exactly when it changes."""
+    environ = os.environ
+    if environ is _ENVIRON and _ENV_DATA is not None:
+        return (_generation, *map(_ENV_DATA.get, _ENV_KEYS))
+    return (_generation, *map(environ.get, ENV_NAMES))
+
+
+_ENVIRON = os.environ
+# os.environ's own store (bytes keys on POSIX): read directly, a dict lookup per name,
+# rather than through the mapping's encode/decode round trip on every call.
+_ENV_DATA: dict[Any, Any] | None = getattr(os.environ, "_data", None)
+try:
+    _ENV_KEYS = tuple(os.environ.encodekey(name) for name in ENV_NAMES)
+except AttributeError:  # pragma: no cover - an unusual os.environ
+    _ENV_DATA = None
+    _ENV_KEYS = ()
 
 
 @dataclass(frozen=True)
@@ -353,10 +472,32 @@ class Config(metaclass=_UpstreamNames):
             values["app_uuid"] = values["app_uuid"].strip()
         if values["mauth_url"] is not None:
             values["mauth_url"] = values["mauth_url"].strip()
+        # Upstream's class attributes win over the environment, explicit overrides over both.
+        assigned = class_attribute_overrides()
         if "private_key" not in overrides:
-            values["private_key"] = _private_key_from_env(env, resolve_private_key)
+            if "private_key" in assigned:
+                key = assigned["private_key"]
+                if resolve_private_key and key is not None and not looks_like_pem(key):
+                    text = key if isinstance(key, str) else key.decode("ascii", "replace")
+                    key = decrypt_kms_private_key(text)
+                values["private_key"] = key
+            else:
+                values["private_key"] = _private_key_from_env(env, resolve_private_key)
+        assigned.pop("private_key", None)
+        values.update(assigned)
         values.update(overrides)
         return cls(**values)
+
+    def resolved(self) -> Config:
+        """This config with a KMS-encrypted private key decrypted (itself if there is none).
+
+        Lets an adapter check at start-up that a key is set, and decrypt it only when
+        it is first needed."""
+        key = self.private_key
+        if key is None or looks_like_pem(key):
+            return self
+        text = key if isinstance(key, str) else key.decode("ascii", "replace")
+        return replace(self, private_key=decrypt_kms_private_key(text))
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with some fields changed (None values are ignored)."""

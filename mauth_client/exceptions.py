@@ -16,6 +16,11 @@ class ConfigurationError(MAuthError, ValueError):
     """A setting is missing, malformed or contradicts another one."""
 
 
+class MissingConfigurationError(ConfigurationError, TypeError):
+    """An adapter was built with no MAuth configuration. Also a ``TypeError``, which is
+    what upstream's adapters raised for this, so existing ``except`` clauses still match."""
+
+
 class KeyFormatError(ConfigurationError):
     """A key could not be parsed; the message names the accepted formats."""
 

@@ -36,7 +36,7 @@ except ImportError as exc:  # the flask extra is not installed
     raise missing_extra(__name__, "flask", exc) from exc
 
 from .authenticator import Authenticator
-from .config import ENV_NAMES, Config
+from .config import ENV_NAMES, Config, require_configured
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from .exceptions import MAuthError
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
@@ -48,14 +48,14 @@ F = TypeVar("F", bound=Callable[..., Any])
 EXTENSION = "mauth"
 
 
-def config_from_flask(app: Flask) -> Config:
+def config_from_flask(app: Flask, *, resolve_private_key: bool = True) -> Config:
     """A :class:`Config` from ``app.config``'s MAuth keys, over the environment."""
     merged = dict(os.environ)
     for name in ENV_NAMES:
         value = app.config.get(name)
         if value is not None:
             merged[name] = str(value)
-    return Config.from_env(merged)
+    return Config.from_env(merged, resolve_private_key=resolve_private_key)
 
 
 class FlaskAuthenticator:
@@ -90,9 +90,16 @@ class FlaskAuthenticator:
             app.before_request(self._authenticate_every_request)
             app.after_request(self._sign_every_response)
 
-    def _configure(self, app: Flask) -> None:
-        """Settings and state only, no hooks: safe even while the app serves requests."""
-        config = self._config or config_from_flask(app)
+    def _configure(self, app: Flask, *, require: bool = True) -> None:
+        """Settings and state only, no hooks: safe even while the app serves requests.
+
+        ``require=False`` (the decorator's lazy default, built while serving) leaves a
+        missing configuration to be answered with a JSON 500 instead of raising."""
+        # Only presence is checked now (no authenticator given: fail at start-up, naming
+        # what to set); a KMS-encrypted key is decrypted when first needed.
+        config = self._config or config_from_flask(app, resolve_private_key=False)
+        if self._authenticator is None and require:
+            require_configured(config, type(self).__name__)
         app_uuids = self._app_uuids
         if app_uuids is None and app.config.get("MAUTH_APP_UUIDS") is not None:
             app_uuids = set(app.config["MAUTH_APP_UUIDS"])
@@ -143,7 +150,8 @@ def _extension() -> FlaskAuthenticator:
         extension = current_app.extensions.get(EXTENSION)
         if not isinstance(extension, FlaskAuthenticator):
             extension = FlaskAuthenticator()
-            extension._configure(current_app._get_current_object())  # type: ignore[attr-defined]
+            app = current_app._get_current_object()  # type: ignore[attr-defined]
+            extension._configure(app, require=False)
     return extension
 
 

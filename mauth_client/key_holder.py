@@ -9,28 +9,29 @@ when there is not.
 
 from __future__ import annotations
 
-import threading
-
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config
 from .exceptions import ConfigurationError, UnableToAuthenticateError
 from .key_source import LocalKeySource
-from .keys import PublicKeyData, load_public_key, public_key_pem
-
-_lock = threading.Lock()
-_default_source: LocalKeySource | None = None
+from .keys import PublicKeyData, load_public_key, public_key_pem, served_public_pem
 
 
 def _source() -> LocalKeySource:
-    global _default_source
-    with _lock:
-        if _default_source is None:
-            try:
-                _default_source = LocalKeySource(Config.from_env())
-            except ConfigurationError as exc:
-                raise UnableToAuthenticateError(f"public keys cannot be fetched: {exc}") from None
-        return _default_source
+    """The key cache of the process-wide default authenticator: one cache (and one
+    fetch per app) whether keys are asked for here or by ``LocalAuthenticator``; rebuilt
+    when the environment or ``Config``'s class attributes change."""
+    from .authenticator import default_authenticator  # here: authenticator imports us
+
+    try:
+        source = default_authenticator("local").key_source
+    except ConfigurationError as exc:
+        raise UnableToAuthenticateError(f"public keys cannot be fetched: {exc}") from None
+    inner = source.inner if isinstance(source, KeyHolderSource) else None
+    if inner is None:
+        raise UnableToAuthenticateError(
+            "public keys cannot be fetched: MAuth is not configured: set MAUTH_URL"
+        )
+    return inner
 
 
 class KeyHolder:
@@ -38,8 +39,10 @@ class KeyHolder:
 
     @classmethod
     def get_public_key(cls, app_uuid: str) -> str:
-        """The PEM public key of ``app_uuid``, fetched once and cached per its max-age."""
-        return public_key_pem(_source().get_public_key(app_uuid))
+        """The PEM public key of ``app_uuid`` as the MAuth service served it, fetched once
+        and cached per its max-age (the parsed key is cached alongside for verifying)."""
+        key = _source().get_public_key(app_uuid)
+        return served_public_pem(key) or public_key_pem(key)
 
 
 _ORIGINAL = KeyHolder.__dict__["get_public_key"]

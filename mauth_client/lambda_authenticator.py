@@ -16,8 +16,9 @@ from collections.abc import Mapping
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
-from .authenticator import Authenticator
+from .authenticator import Authenticator, default_authenticator
 from .config import Config
+from .exceptions import ConfigurationError
 from .server import RequestGuard
 from .signable import split_url
 from .signed import Signed
@@ -27,18 +28,43 @@ _lock = threading.Lock()
 
 
 def _default_guard() -> RequestGuard:
-    global _guard  # one per container: keys stay cached between invocations
-    if _guard is None:
+    """One guard per container, so keys stay cached between invocations; over the
+    process-wide default authenticator, so it follows the environment and ``Config``'s
+    class attributes as ``LocalAuthenticator`` does (rebuilt only when they change)."""
+    global _guard
+    try:
+        authenticator = default_authenticator()
+    except ConfigurationError:
+        return RequestGuard()  # answers each request with a JSON 500 naming what to set
+    guard = _guard
+    if guard is None or guard.authenticator is not authenticator:
         with _lock:
-            if _guard is None:
-                _guard = RequestGuard()
-    return _guard
+            guard = _guard
+            if guard is None or guard.authenticator is not authenticator:
+                guard = _guard = RequestGuard(authenticator)
+    return guard
+
+
+# One guard (so one key cache) per Config: authenticate_event(event, config=cfg) in a
+# warm container fetches each key once, not on every invocation. Bounded.
+_guards: dict[Config, RequestGuard] = {}
+_MAX_GUARDS = 32
 
 
 def _guard_for(authenticator: Authenticator | None, config: Config | None) -> RequestGuard:
-    if authenticator is None and config is None:
+    if authenticator is not None:
+        return RequestGuard(authenticator, config=config)  # its own cache: nothing to keep
+    if config is None:
         return _default_guard()
-    return RequestGuard(authenticator, config=config)
+    guard = _guards.get(config)
+    if guard is None:
+        with _lock:
+            guard = _guards.get(config)
+            if guard is None:
+                if len(_guards) >= _MAX_GUARDS:
+                    del _guards[next(iter(_guards))]  # the oldest
+                guard = _guards[config] = RequestGuard(config=config)
+    return guard
 
 
 class LambdaAuthenticator:
@@ -60,8 +86,8 @@ class LambdaAuthenticator:
         self.body = body
         self._guard = _guard_for(authenticator, config)
 
-    def get_app_uuid(self) -> str | None:
-        """The app UUID the request claims to come from (whether or not authentic)."""
+    def get_app_uuid(self) -> str:
+        """The app UUID the request claims to come from (whether or not authentic; "" if none)."""
         return Signed.from_headers(self.headers).app_uuid
 
     def is_authentic(self) -> tuple[bool, int, str]:

@@ -80,7 +80,7 @@ class MemoryReplayCache:
     window); size it for your rate of protected requests times the window.
     """
 
-    def __init__(self, max_entries: int = 200_000, *, clock: Any = time.time) -> None:
+    def __init__(self, max_entries: int = 200_000, *, clock: Any = None) -> None:
         if max_entries < 1:
             raise ConfigurationError("a MemoryReplayCache needs max_entries >= 1")
         self.max_entries = max_entries
@@ -96,8 +96,9 @@ class MemoryReplayCache:
     def record(self, keys: Sequence[str], expires_at: int) -> bool:
         entries = self._entries
         get = entries.get
+        clock = self._clock
         with self._lock:
-            now = self._clock()
+            now = time.time() if clock is None else clock()  # None: freezegun sees it
             fresh = True
             for key in keys:
                 seen = get(key)
@@ -310,9 +311,7 @@ def check_replay_setting(value: object) -> None:
     check_redis_url(value.strip())
 
 
-def cache_from_setting(
-    value: str | ReplayCache | None, *, clock: Any = time.time
-) -> ReplayCache | None:
+def cache_from_setting(value: str | ReplayCache | None, *, clock: Any = None) -> ReplayCache | None:
     """The cache a ``replay_cache`` setting names: None, ``"memory"``, a Redis URL
     (checked with a PING: bad credentials raise :class:`ConfigurationError`; an
     unreachable server is logged and gives 503s until it answers) or a cache."""

@@ -40,17 +40,23 @@ def _upper_escape(match: re.Match[str]) -> str:
 def normalize_path(path: str) -> str:
     """Normalise a request path for V2 (``mauth-protocol.md`` section 2, "Path normalisation").
 
-    Resolves ``.`` and ``..``, collapses runs of ``/``, upper-cases percent escapes,
-    keeps a trailing ``/`` where the original had one (or ended in ``/.`` or
-    ``/..``), and maps the empty path to ``/``. Nothing else is decoded or encoded.
+    In the document's order: resolve ``.`` and ``..`` first (RFC 3986 section 5.2.4,
+    where an empty segment is a segment, so ``/a//../b`` is ``/a/b``, as the Ruby
+    client signs it), then collapse runs of ``/``, upper-case percent escapes, keep a
+    trailing ``/`` where the original had one (or ended in ``/.`` or ``/..``), and map
+    the empty path to ``/``. Nothing else is decoded or encoded.
     """
     if not path:
         return "/"
     if path[0] == "/" and "//" not in path and "/." not in path and "%" not in path:
         return path  # fast path: already normal
+    parts = path.split("/")
+    if parts[0] == "":
+        del parts[0]  # the root before the leading "/"
+    # Step 1: dot segments, every other segment kept (empty ones too) as RFC 3986 does.
     segments: list[str] = []
-    for segment in path.split("/"):
-        if segment in ("", "."):
+    for segment in parts:
+        if segment == ".":
             continue
         if segment == "..":
             if segments:
@@ -58,10 +64,13 @@ def normalize_path(path: str) -> str:
             continue
         segments.append(segment)
     normal = "/" + "/".join(segments)
-    if normal != "/" and path.endswith(("/", "/.", "/..")):
-        normal += "/"
+    if parts and parts[-1] in (".", "..") and normal != "/":
+        normal += "/"  # step 4: "/." and "/.." end in a directory
+    # Step 2: runs of "/" into one (this also drops the empty segments left above).
+    while "//" in normal:
+        normal = normal.replace("//", "/")
     if "%" in normal:
-        normal = _PERCENT_ESCAPE.sub(_upper_escape, normal)
+        normal = _PERCENT_ESCAPE.sub(_upper_escape, normal)  # step 3
     return normal
 
 

@@ -202,17 +202,22 @@ class Signed:
         """The signature the message is authenticated by (V2 wins when present)."""
         return self.v2 if self.mcc_authentication else self.v1
 
+    # "" when absent or malformed, as upstream's fields were (not None); the best-effort
+    # reading of a malformed header stays on ``v1``/``v2`` for error messages.
     @property
-    def token(self) -> str | None:
-        return self.primary.token if self.primary else None
+    def token(self) -> str:
+        primary = self.primary
+        return (primary.token or "") if primary and primary.usable else ""
 
     @property
-    def app_uuid(self) -> str | None:
-        return self.primary.app_uuid if self.primary else None
+    def app_uuid(self) -> str:
+        primary = self.primary
+        return (primary.app_uuid or "") if primary and primary.usable else ""
 
     @property
-    def signature(self) -> str | None:
-        return self.primary.signature if self.primary else None
+    def signature(self) -> str:
+        primary = self.primary
+        return (primary.signature or "") if primary and primary.usable else ""
 
     def protocol_version(self) -> int | None:
         """2, 1, or None when the message carries no MAuth signature."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 import time as _time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -30,6 +31,8 @@ from .exceptions import ConfigurationError, UnableToSignError
 from .keys import PrivateKeyData, load_private_key
 from .signable import RequestSignable, Signable, _time_text
 
+logger = logging.getLogger("mauth_client")
+
 _PKCS1V15 = padding.PKCS1v15()
 _SHA512 = hashes.SHA512()
 _NO_DIGEST_INFO = utils.NoDigestInfo()
@@ -38,24 +41,51 @@ _NO_DIGEST_INFO = utils.NoDigestInfo()
 def parse_sign_versions(sign_versions: str | Iterable[str] | None) -> tuple[str, ...]:
     """``"v1,v2"`` (or a list, any case, spaces allowed) to ``("v1", "v2")``.
 
-    Raises :class:`ConfigurationError` for an empty list or an unknown version.
+    Unknown versions are skipped with a WARNING (upstream ignored them silently);
+    :class:`ConfigurationError` only when no known version is left.
     """
     if sign_versions is None:
         sign_versions = DEFAULT_SIGN_VERSIONS
-    items = sign_versions.split(",") if isinstance(sign_versions, str) else list(sign_versions)
+    if isinstance(sign_versions, str):
+        cached = _PARSED_VERSIONS.get(sign_versions)
+        if cached is not None:
+            return cached
+        items: list[object] = list(sign_versions.split(","))
+    else:
+        try:
+            items = list(sign_versions)
+        except TypeError:
+            raise ConfigurationError(
+                f"sign versions must be text such as 'v1,v2', not {type(sign_versions).__name__}"
+            ) from None
     versions: list[str] = []
+    unknown: list[str] = []
     for item in items:
         version = str(item).strip().lower()
-        if version not in SIGN_VERSIONS:
-            raise ConfigurationError(
-                f"unknown MAuth sign version {str(item).strip()!r}; use 'v1', 'v2' or 'v1,v2' "
-                "(MAUTH_SIGN_VERSIONS)"
-            )
-        if version not in versions:
-            versions.append(version)
+        if version in SIGN_VERSIONS:
+            if version not in versions:
+                versions.append(version)
+        elif version:
+            unknown.append(str(item).strip())
     if not versions:
-        raise ConfigurationError("no MAuth sign version given; use 'v1', 'v2' or 'v1,v2'")
-    return tuple(sorted(versions))
+        raise ConfigurationError(
+            "no known MAuth sign version given"
+            + (f" ({', '.join(map(repr, unknown))} unknown)" if unknown else "")
+            + "; use 'v1', 'v2' or 'v1,v2' (MAUTH_SIGN_VERSIONS)"
+        )
+    if unknown:
+        logger.warning(
+            "MAuth: ignoring unknown sign version(s) %s; signing with %s",
+            ", ".join(map(repr, unknown)),
+            ",".join(sorted(versions)),
+        )
+    result = tuple(sorted(versions))
+    if isinstance(sign_versions, str) and not unknown and len(_PARSED_VERSIONS) < 64:
+        _PARSED_VERSIONS[sign_versions] = result
+    return result
+
+
+_PARSED_VERSIONS: dict[str, tuple[str, ...]] = {}
 
 
 def check_app_uuid(app_uuid: object) -> str:

@@ -139,3 +139,42 @@ def test_bad_public_keys(data: str | bytes) -> None:
 def test_looks_like_pem() -> None:
     assert looks_like_pem(PKCS1) and looks_like_pem(PKCS1.encode())
     assert not looks_like_pem("QUJDRA==")
+
+
+# --- private keys: parsed once, checked cheaply (issue 9) -------------------------------
+
+
+@pytest.mark.parametrize("field", ["d", "dmp1", "dmq1", "iqmp"])
+def test_a_private_key_with_inconsistent_numbers_is_refused(field: str) -> None:
+    """The primality tests are skipped for speed; the RSA relations are still checked,
+    so a corrupted key (a wrong CRT value would make signatures leak the key) is refused."""
+    good = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_numbers()
+    values = {
+        "p": good.p,
+        "q": good.q,
+        "d": good.d,
+        "dmp1": good.dmp1,
+        "dmq1": good.dmq1,
+        "iqmp": good.iqmp,
+    }
+    values[field] -= 2  # keeps the parity and the bounds cryptography checks itself
+    corrupted = rsa.RSAPrivateNumbers(public_numbers=good.public_numbers, **values).private_key(
+        unsafe_skip_rsa_key_validation=True
+    )
+    pem = corrupted.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+    with pytest.raises(KeyFormatError, match="corrupted") as caught:
+        load_private_key(pem)
+    body_line = pem.decode().splitlines()[1]
+    assert body_line not in str(caught.value)  # no key material in the message
+
+
+def test_the_same_private_key_pem_is_parsed_once() -> None:
+    pem = (VECTORS / "signing-key.pem").read_text()
+    first = load_private_key(pem)
+    assert load_private_key(pem) is first
+    assert load_private_key(pem.encode()) is load_private_key(pem.encode())
+    assert load_private_key(pem.replace("\n", "\\n")) is first  # same key, escaped newlines

@@ -149,4 +149,5 @@ def test_upstream_lambda_authenticator(config: Config, caller: AppIdentity) -> N
         :2
     ] == (False, 401)
     unsigned = LambdaAuthenticator("GET", url, {}, None, config=config)
-    assert unsigned.is_authentic()[:2] == (False, 401) and unsigned.get_app_uuid() is None
+    # "" when absent, as upstream (issue 9: Signed fields are "" rather than None)
+    assert unsigned.is_authentic()[:2] == (False, 401) and unsigned.get_app_uuid() == ""

@@ -50,6 +50,16 @@ AT = {"app_uuid": "app", "time": 1700000000}
         ("/", "/"),
         ("", "/"),  # step 5: bare host
         ("/.hidden/..x", "/.hidden/..x"),  # dot-prefixed names are ordinary segments
+        # Step 1 before step 2 (issue 9, as the Ruby client and RFC 3986 5.2.4 do): an
+        # empty segment is a segment, so ".." after "//" removes the empty one.
+        ("/a//../b", "/a/b"),  # empty segment before ".."
+        ("/a//./b", "/a/b"),  # empty segment before "."
+        ("/a/..//b", "/b"),  # empty segment after ".."
+        ("/a/.//b", "/a/b"),  # empty segment after "."
+        ("/a//b/../../c", "/a/c"),  # ".." twice: removes "b", then the empty segment
+        ("//../a", "/a"),
+        ("/a/b//..", "/a/b/"),  # step 4 after an empty segment
+        ("/a/b/..//", "/a/"),
     ],
 )
 def test_normalize_path(path: str, expected: str) -> None:

@@ -47,7 +47,7 @@ def test_blank_v2_header_falls_to_v1() -> None:
 def test_nothing_present() -> None:
     signed = Signed.from_headers({"Content-Type": "text/plain"})
     assert signed.protocol_version() is None
-    assert signed.token is signed.app_uuid is signed.signature is None
+    assert signed.token == signed.app_uuid == signed.signature == ""  # as upstream (issue 9)
 
 
 @pytest.mark.parametrize(
@@ -68,7 +68,7 @@ def test_unusable_v2_values(value: str) -> None:
     signed = Signed(mcc_authentication=value, mcc_time="1")
     assert signed.protocol_version() == 2  # non-blank: the message is V2 (section 4.1)
     assert signed.v2 is not None and not signed.v2.usable
-    assert signed.signature is None
+    assert signed.signature == ""  # as upstream: "" when absent (issue 9)
 
 
 def test_unusable_value_still_names_token_and_app_for_messages() -> None:

@@ -35,13 +35,14 @@ def _public(private_pem: str):  # type: ignore[no-untyped-def]
         (" V2 , v1 ", ("v1", "v2")),
         (["v2", "v1", "v2"], ("v1", "v2")),
         (None, ("v1",)),  # upstream's default
+        ("v1,,", ("v1",)),  # empty items are skipped, as upstream did (issue 9)
     ],
 )
 def test_parse_sign_versions(given: object, expected: tuple[str, ...]) -> None:
     assert parse_sign_versions(given) == expected  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("given", ["v3", "", "v1,,", "1"])
+@pytest.mark.parametrize("given", ["v3", "", ",,", "1"])
 def test_bad_sign_versions(given: str) -> None:
     with pytest.raises(ConfigurationError, match="MAuth sign version"):
         parse_sign_versions(given)

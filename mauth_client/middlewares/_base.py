@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 from ..authenticator import Authenticator
 from ..body import DEFAULT_SPOOL_THRESHOLD
-from ..config import Config
+from ..config import Config, require_configured
 from ..server import RequestGuard, is_exempt
 
 App = TypeVar("App")
@@ -34,6 +34,8 @@ class MiddlewareBase(Generic[App]):
         self.app = app
         self.exempt = frozenset(exempt or ())
         self.should_authenticate = should_authenticate
+        if authenticator is None:  # fail here, not with a 500 on every request
+            require_configured(config, type(self).__name__)
         self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
         self.spool_threshold = spool_threshold
 
