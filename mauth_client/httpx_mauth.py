@@ -2,9 +2,10 @@
 
     httpx.Client(auth=MAuthHttpx(app_uuid, private_key_pem, "v1,v2"))
 
-httpx hands an ``Auth`` the whole request body (``requires_request_body``), so a
-streamed body is read into memory here; use ``requests`` + ``MAuth`` to sign very
-large uploads in constant memory. Response authentication reads the response body.
+An in-memory body is signed as it is. A streamed body (a generator, an async
+generator, a multipart upload) is never held in memory: it is hashed while it is
+spooled (in memory up to 1 MiB, past that to a temporary file), then sent sized
+from the spool. Response authentication reads the response body.
 
 Redirects: an ``httpx.Auth`` runs once per ``send``; a client that follows redirects
 copies the signed headers onto every hop itself, to any origin. Build the client with
@@ -17,9 +18,9 @@ Without it a followed redirect is logged as a WARNING (once per auth).
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Callable, Generator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import IO, Any
 
 from ._optional import missing_extra
 
@@ -30,8 +31,11 @@ except ImportError as exc:  # the httpx extra is not installed
     raise missing_extra(__name__, "httpx", exc) from exc
 
 from .authenticator import AuthResult
+from .body import DEFAULT_SPOOL_THRESHOLD, iter_chunks
 from .client import SigningClientAuth, same_origin, strip_mauth_headers
+from .exceptions import BodyReadError
 from .signable import RequestSignable
+from .spool import SEND_CHUNK, AsyncSpool, Spool, as_bytes
 
 logger = logging.getLogger("mauth_client")
 _MARK = "mauth_signed"  # the request extension the redirect hook reads
@@ -47,12 +51,49 @@ class _Mark:
     hooked: bool = False
 
 
+class SpooledBody(httpx.SyncByteStream, httpx.AsyncByteStream):
+    """A request body spooled to a temporary file, sent from its start each time it is
+    iterated (httpx re-sends the same stream on a 307/308 redirect). The file is
+    closed by :meth:`close`, or when the stream is garbage-collected."""
+
+    def __init__(self, file: IO[bytes], size: int) -> None:
+        self.file = file
+        self.size = size
+
+    def __iter__(self) -> Iterator[bytes]:
+        self.file.seek(0)
+        while chunk := self.file.read(SEND_CHUNK):
+            yield chunk
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        await anyio.to_thread.run_sync(self.file.seek, 0)
+        while chunk := await anyio.to_thread.run_sync(self.file.read, SEND_CHUNK):
+            yield chunk
+
+    def close(self) -> None:
+        self.file.close()
+
+    async def aclose(self) -> None:
+        self.file.close()
+
+
+def _tee(chunks: Iterable[bytes], spool: Spool) -> Iterator[bytes]:
+    """Yield ``chunks``, writing each to ``spool`` on the way."""
+    for chunk in chunks:
+        spool.add(chunk)
+        yield chunk
+
+
 class MAuthHttpx(SigningClientAuth, httpx.Auth):
     """An ``httpx.Auth`` that signs each request with MAuth; arguments as
     :class:`~mauth_client.client.SigningClientAuth`. A good response's signer is in
-    ``response.extensions["mauth_app_uuid"]``."""
+    ``response.extensions["mauth_app_uuid"]``. Streamed bodies above
+    ``spool_threshold`` bytes go to a temporary file while they are signed."""
 
-    requires_request_body = True
+    # The flows below read the body themselves, in bounded memory; httpx's own
+    # ``requires_request_body`` would read a streamed body whole into memory.
+    requires_request_body = False
+    spool_threshold = DEFAULT_SPOOL_THRESHOLD
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -88,8 +129,7 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         if mark is not None:
             strip_mauth_headers(request.headers)
             if same_origin(str(request.url), mark.url):
-                request.read()
-                request.headers.update(self._make_headers(request))
+                self._sign_body(request)  # a spooled body is hashed from its file
 
     async def async_redirect_hook(self, request: httpx.Request) -> None:
         """As :meth:`redirect_hook`, for ``httpx.AsyncClient``."""
@@ -97,8 +137,7 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         if mark is not None:
             strip_mauth_headers(request.headers)
             if same_origin(str(request.url), mark.url):
-                await request.aread()
-                request.headers.update(self._make_headers(request))
+                await self._asign_body(request)
 
     @staticmethod
     def _hop(request: httpx.Request) -> _Mark | None:
@@ -109,8 +148,8 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
         mark.hooked = True
         return None if mark.request_id == id(request) else mark
 
-    def _signed(self, request: httpx.Request) -> None:
-        request.headers.update(self._make_headers(request))
+    @staticmethod
+    def _mark(request: httpx.Request) -> None:
         request.extensions[_MARK] = _Mark(str(request.url), id(request))
 
     def _check_hops(self, request: httpx.Request, response: httpx.Response) -> None:
@@ -124,15 +163,97 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
                 "MAuthHttpx.client() or event_hooks=auth.event_hooks"
             )
 
-    def _make_headers(self, request: httpx.Request) -> dict[str, str]:
+    # -- request body -------------------------------------------------------------
+
+    def _signable(self, request: httpx.Request, body: Any) -> RequestSignable:
         # raw_path is the path and query exactly as they go on the wire.
         target = request.url.raw_path.decode("ascii")
-        return self.signer.signed_headers(
-            RequestSignable(method=request.method, url=target, body=request.content)
+        return RequestSignable(method=request.method, url=target, body=body)
+
+    def _make_headers(self, request: httpx.Request) -> dict[str, str]:
+        """The MAuth headers for a request whose body is in memory."""
+        return self.signer.signed_headers(self._signable(request, request.content))
+
+    def _sign_body(self, request: httpx.Request) -> None:
+        """Sign ``request``; a streamed body is hashed while it is spooled (one pass)."""
+        stream = request.stream
+        if isinstance(stream, httpx.ByteStream):  # in memory (a redirect hop: not read yet)
+            body: Any = request.read()
+        elif isinstance(stream, SpooledBody):  # ours already: a redirect hop sends it again
+            stream.file.seek(0)  # sending it left the file at its end
+            body = stream.file
+        else:
+            if not isinstance(stream, httpx.SyncByteStream):
+                raise TypeError(
+                    "an async body (async generator) needs httpx.AsyncClient; "
+                    "httpx.Client can only send a sync iterable"
+                )
+            # The signer pulls the chunks through _tee, computing the V1 and V2
+            # hashes in that one pass, and _tee stores each chunk in the spool.
+            spool = Spool(self.spool_threshold)
+            try:
+                chunks = _tee(iter_chunks(stream), spool)
+                headers = self.signer.signed_headers(self._signable(request, chunks))
+                self._use_spool(request, spool.finish())
+            except BaseException:
+                spool.discard()
+                raise
+            request.headers.update(headers)
+            return
+        request.headers.update(self.signer.signed_headers(self._signable(request, body)))
+
+    async def _asign_body(self, request: httpx.Request) -> None:
+        """As :meth:`_sign_body` for an async body: spooled by the event loop (the
+        file writes in a worker thread, about 1 MiB each), then hashed from the spool
+        in a worker thread, so the loop never hashes or writes a file. (Not one pass
+        as in the sync flow: a thread pulling chunks from the loop could outlive a
+        cancelled request; re-reading the just-written spool costs little.)"""
+        stream = request.stream
+        if isinstance(stream, SpooledBody):  # a redirect hop: hash the file off the loop
+            await anyio.to_thread.run_sync(self._sign_body, request)
+            return
+        if isinstance(stream, httpx.ByteStream) or not isinstance(stream, httpx.AsyncByteStream):
+            self._sign_body(request)
+            return
+        spool = AsyncSpool(self.spool_threshold)
+        try:
+            try:
+                async for chunk in stream:
+                    await spool.aadd(as_bytes(chunk))
+            except (BodyReadError, anyio.get_cancelled_exc_class()):
+                raise
+            except Exception as exc:
+                raise BodyReadError(f"reading the body failed: {type(exc).__name__}") from exc
+            self._use_spool(request, await spool.afinish())
+        except BaseException:
+            spool.discard()  # nothing is left open when the upload fails or is cancelled
+            raise
+        request.headers.update(
+            await anyio.to_thread.run_sync(
+                self.signer.signed_headers,
+                self._signable(request, _spooled_file_or_bytes(request)),
+            )
         )
 
+    @staticmethod
+    def _use_spool(request: httpx.Request, spooled: bytes | IO[bytes]) -> None:
+        """Send ``spooled`` as the request's body, sized (no chunked encoding)."""
+        request.headers.pop("Transfer-Encoding", None)
+        if isinstance(spooled, bytes):
+            request.stream = httpx.ByteStream(spooled)
+            request._content = spooled  # what Request.read() sets for in-memory bodies
+            size = len(spooled)
+        else:
+            size = spooled.seek(0, 2)
+            spooled.seek(0)
+            request.stream = SpooledBody(spooled, size)
+        request.headers["Content-Length"] = str(size)
+
+    # -- flows ----------------------------------------------------------------------
+
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
-        self._signed(request)
+        self._sign_body(request)
+        self._mark(request)
         response = yield request
         self._check_hops(request, response)
         if self._checker is not None:
@@ -146,8 +267,8 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
         """As :meth:`auth_flow`, but the response check (which may fetch a key from the
         MAuth service) runs in a worker thread, so the event loop is never blocked."""
-        await request.aread()
-        self._signed(request)
+        await self._asign_body(request)
+        self._mark(request)
         response = yield request
         self._check_hops(request, response)
         if self._checker is not None:
@@ -171,3 +292,8 @@ def _merged(
     for name, hooks in ours.items():
         merged.setdefault(name, []).extend(hooks)
     return merged
+
+
+def _spooled_file_or_bytes(request: httpx.Request) -> Any:
+    stream = request.stream
+    return stream.file if isinstance(stream, SpooledBody) else request.content

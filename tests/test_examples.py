@@ -16,6 +16,8 @@ EXPECTED = {
     "asgi_starlette.py": "unsigned: 401",
     "lambda_handler.py": "tampered event: 401",
     "django_views.py": "optional, unsigned: 200",
+    "fastapi_dependency.py": "open route: 200",
+    "aiohttp_app.py": "exempt /health: 200",
 }
 
 

@@ -23,6 +23,10 @@ CASES = [
     ("mauth_client.flask_authenticator", "flask", "flask"),
     ("mauth_client.django", "django", "django"),
     ("mauth_client.httpie_mauth", "httpie", "httpie"),
+    ("mauth_client.aiohttp_mauth", "aiohttp", "aiohttp"),
+    ("mauth_client.aiohttp_mauth", "anyio", "aiohttp"),
+    ("mauth_client.fastapi_mauth", "starlette", "fastapi"),
+    ("mauth_client.fastapi_mauth", "anyio", "fastapi"),
 ]
 
 PROBE = textwrap.dedent(

@@ -7,7 +7,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import requests
@@ -677,3 +677,77 @@ def test_rediss_urls_use_tls() -> None:
     assert cache.client.connection_pool.connection_class is redis.SSLConnection
     assert "s3cret" not in repr(cache)
     assert cache.client.connection_pool.connection_kwargs["db"] == 1
+
+
+def _fastapi_app(config: Config) -> Any:
+    from fastapi import Depends, FastAPI
+
+    from mauth_client.fastapi_mauth import MAuthCaller, MAuthRequired, install
+
+    required = MAuthRequired(config=config)
+    app = FastAPI()
+    install(app)
+
+    async def echo(rest: str, caller: MAuthCaller = Depends(required)) -> Any:  # noqa: B008
+        return {"app_uuid": caller.app_uuid, "loop_thread": threading.get_ident()}
+
+    # Real annotations, not this module's postponed strings, which FastAPI would resolve
+    # in the module's globals.
+    echo.__annotations__ = {"rest": str, "caller": MAuthCaller, "return": Any}
+    app.post("/echo/{rest}")(echo)
+
+    return app
+
+
+def test_fastapi_dependency(replay_config: Config, caller: AppIdentity) -> None:
+    with uvicorn_server(_fastapi_app(replay_config)) as url:
+        _assert_replayed(_send_twice(url, caller))
+
+
+def test_fastapi_with_redis_checks_off_the_event_loop(
+    service: LocalMAuthService,
+    me: AppIdentity,
+    caller: AppIdentity,
+    mauth_redis: LocalRedisServer,
+) -> None:
+    class Recording(RedisReplayCache):
+        threads: ClassVar[list[int]] = []
+
+        def record(self, keys: Any, expires_at: int) -> bool:
+            self.threads.append(threading.get_ident())
+            return super().record(keys, expires_at)
+
+    config = service.config_for(me, replay_cache=Recording(mauth_redis.url))
+    with uvicorn_server(_fastapi_app(config)) as url:
+        _assert_replayed(_send_twice(url, caller))
+        # The key is cached now; a Redis round trip still leaves the event loop.
+        body = b"second request"
+        headers = sign(caller, url="/echo/x", body=body)
+        answers = [
+            requests.post(f"{url}/echo/x", data=body, headers=headers, timeout=10) for _ in range(2)
+        ]
+        _assert_replayed(answers)
+        assert answers[0].json()["loop_thread"] not in Recording.threads
+        assert len(Recording.threads) == 4
+        mauth_redis.stop()
+        body = b"while redis is down"
+        headers = sign(caller, url="/echo/x", body=body)
+        down = requests.post(f"{url}/echo/x", data=body, headers=headers, timeout=10)
+        assert down.status_code == 503, down.text
+        assert "MAUTH_REPLAY_CACHE" in down.json()["errors"]["mauth"][0]
+
+
+def test_aiohttp_middleware(replay_config: Config, caller: AppIdentity) -> None:
+    from aiohttp import web
+
+    from mauth_client.aiohttp_mauth import MAuthWebMiddleware
+
+    from .async_servers import aiohttp_server
+
+    async def echo(request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application(middlewares=[MAuthWebMiddleware(config=replay_config)])
+    app.router.add_post("/echo/{rest}", echo)
+    with aiohttp_server(app) as url:
+        _assert_replayed(_send_twice(url, caller))
