@@ -32,7 +32,10 @@ def uvicorn_server(app: Any) -> Iterator[str]:
     """Serve an ASGI app with uvicorn in a thread; yields the base URL."""
     import uvicorn
 
-    sock = socket.socket()
+    # IPPROTO_TCP, not the default proto 0: asyncio sets TCP_NODELAY on accepted
+    # connections only when the listening socket says it is TCP; without it every
+    # response waits on the client's delayed ACK (about 40 ms).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
