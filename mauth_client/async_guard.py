@@ -20,7 +20,6 @@ from .authenticator import Authenticator
 from .body import Body
 from .key_holder import KeyHolder, KeyHolderSource
 from .key_source import LocalKeySource, StaticKeySource
-from .replay import MemoryReplayCache
 from .server import Outcome, RequestGuard
 from .signed import HeadersLike, Signed
 
@@ -56,8 +55,7 @@ def _answers_without_io(guard: RequestGuard, signed: Signed) -> bool:
     authenticator: Authenticator | None = guard._authenticator
     if authenticator is None or authenticator.ticket_checker is not None:
         return False  # first request builds the authenticator; remote mode is a network call
-    replay = authenticator.replay
-    if replay is not None and not isinstance(replay.cache, MemoryReplayCache):
+    if authenticator.replay is not None and authenticator.replay.blocking:
         return False  # a shared replay cache (Redis) is a network round trip (issue 12)
     app_uuids = {info.app_uuid for info in (signed.v2, signed.v1) if info is not None}
     app_uuids.discard(None)

@@ -410,6 +410,12 @@ class ReplayProtection:
         self.log_interval = log_interval
         self._last_logged = float("-inf")
 
+    @property
+    def blocking(self) -> bool:
+        """True when recording may wait on the network (anything but the memory cache):
+        async adapters then run the check in a worker thread, off the event loop."""
+        return not isinstance(self.cache, MemoryReplayCache)
+
     def protects(self, method: str) -> bool:
         return method not in self._skip and (self._only is None or method in self._only)
 
