@@ -751,3 +751,49 @@ def test_aiohttp_middleware(replay_config: Config, caller: AppIdentity) -> None:
     app.router.add_post("/echo/{rest}", echo)
     with aiohttp_server(app) as url:
         _assert_replayed(_send_twice(url, caller))
+
+
+def test_asgi_with_redis_records_off_the_event_loop(
+    service: LocalMAuthService,
+    me: AppIdentity,
+    caller: AppIdentity,
+    mauth_redis: LocalRedisServer,
+) -> None:
+    """A cached key lets the ASGI middleware verify on the event loop; a Redis round
+    trip must not run there."""
+    from mauth_client.middlewares import MAuthASGIMiddleware
+
+    class Recording(RedisReplayCache):
+        threads: ClassVar[list[int]] = []
+
+        def record(self, keys: Any, expires_at: int) -> bool:
+            self.threads.append(threading.get_ident())
+            return super().record(keys, expires_at)
+
+    loop_threads: list[int] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                else:
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        loop_threads.append(threading.get_ident())
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    config = service.config_for(me, replay_cache=Recording(mauth_redis.url))
+    with uvicorn_server(MAuthASGIMiddleware(app, config=config)) as url:
+        for n in range(3):  # the first fetches the key; the others find it cached
+            body = b"request %d" % n
+            headers = sign(caller, url="/echo/x", body=body)
+            answers = [
+                requests.post(f"{url}/echo/x", data=body, headers=headers, timeout=10)
+                for _ in range(2)
+            ]
+            _assert_replayed(answers)
+    assert len(Recording.threads) == 6
+    assert not set(loop_threads) & set(Recording.threads)
