@@ -2,7 +2,10 @@
 
     python3 benchmarks/bench_adapters.py
 
-The target: (wrapped - bare) per request at most 1.5x the raw RSA verify it contains.
+Targets: (wrapped - bare) per request at most 1.6x the raw RSA verify it contains; a
+tampered V1+V2 request (body changed after signing) through the middleware with
+logging on at most 4x a raw verify (issue 11 item 7: each signature is verified once,
+one WARNING per failed request).
 """
 
 from __future__ import annotations
@@ -91,7 +94,63 @@ def main() -> None:
                 f"{versions}: bare app {bare:6.1f} us, with middleware {mw:6.1f} us, overhead "
                 f"{overhead:5.1f} us = {overhead / raw:.2f}x the raw RSA verify ({raw:.1f} us)"
             )
+        tampered(wrapped, pem, public)
         assert service.calls("security_tokens") == 1
+
+
+def tampered(wrapped: Any, pem: str, public: Any) -> None:
+    """A request signed "v1,v2" whose body changed: without a query both signatures are
+    tried (V2, then the V1 fallback), with one only V2 (V1 does not cover the query)."""
+    import logging
+
+    sink = logging.StreamHandler(io.StringIO())
+    logger = logging.getLogger("mauth_client")
+    logger.addHandler(sink)
+    logger.setLevel(logging.WARNING)  # "logging on": every WARNING formatted and written
+    try:
+        for query in ("", QUERY):
+            headers = Signer(APP_UUID, pem, "v1,v2").signed_headers(
+                RequestSignable(method=METHOD, path=PATH, query_string=query, body=BODY)
+            )
+            http = {"HTTP_" + k.upper().replace("-", "_"): v for k, v in headers.items()}
+            forged = b"X" + BODY[1:]
+
+            def environ(http: dict[str, str] = http, query: str = query) -> dict[str, Any]:
+                return {
+                    "REQUEST_METHOD": METHOD,
+                    "PATH_INFO": PATH,
+                    "QUERY_STRING": query,
+                    "RAW_URI": f"{PATH}?{query}" if query else PATH,
+                    "CONTENT_LENGTH": str(len(forged)),
+                    "wsgi.input": io.BytesIO(forged),
+                    **http,
+                }
+
+            def refused(app: Any = wrapped, environ: Any = environ) -> None:
+                statuses: list[str] = []
+                b"".join(app(environ(), lambda s, h, *a: statuses.append(s)))
+                assert statuses[0].startswith("401"), statuses
+
+            def bare(environ: Any = environ) -> None:
+                b"".join(bare_app(environ(), lambda s, h, *a: None))
+
+            raw_sig = decode_signature(headers["MCC-Authentication"].split(":", 1)[1][:-1])
+            data = RequestSignable(
+                method=METHOD, path=PATH, query_string=query, body=BODY
+            ).v2_string(APP_UUID, headers["MCC-Time"])
+
+            def raw_verify(raw_sig: Any = raw_sig, data: bytes = data) -> object:
+                return public.verify(raw_sig, data, PKCS1V15, SHA512)
+
+            times = best_of({"raw": raw_verify, "bare": bare, "mw": refused}, 300)
+            overhead = times["mw"] - times["bare"]
+            label = "with a query (V2 only)" if query else "no query (V2, then V1)"
+            print(
+                f"tampered v1,v2, {label}, logging on: overhead {overhead:6.1f} us = "
+                f"{overhead / times['raw']:.2f}x the raw RSA verify ({times['raw']:.1f} us)"
+            )
+    finally:
+        logger.removeHandler(sink)
 
 
 if __name__ == "__main__":

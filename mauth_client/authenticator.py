@@ -11,15 +11,18 @@ public key (local mode) or by the MAuth service (remote mode). Its collaborators
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
+import re
 import threading
 import time as _time
-from collections.abc import Callable, Collection
-from typing import Any, NamedTuple, Protocol
+from collections.abc import Callable, Collection, Iterator
+from typing import Any, NamedTuple, NoReturn, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from .config import Config, environment_fingerprint
+from .config import Config, environment_fingerprint, without_urls
 from .consts import ALLOWED_DRIFT_SECONDS, MWS_TOKEN, MWSV2_TOKEN
 from .exceptions import (
     ConfigurationError,
@@ -44,7 +47,8 @@ from .replay import ReplayCache, ReplayProtection, cache_from_setting
 from .signable import RequestSignable, Signable
 from .signed import SignatureInfo, Signed
 from .signer import Signer
-from .verifier import decode_signature, verify_v1, verify_v2
+from .upstream_query import upstream_encode_query
+from .verifier import decode_signature, recover_v1, recover_v2
 
 Clock = Callable[[], float]
 _LOGGER = logging.getLogger("mauth_client")
@@ -167,6 +171,7 @@ class Authenticator:
                 fail_open=replay_fail_open,
                 time_window=time_window,
             )
+        self._v1_query_warned: set[str | None] = set()  # apps told once: V1 skips the query
 
     @classmethod
     def from_config(
@@ -207,24 +212,54 @@ class Authenticator:
 
     # --- outcomes ---------------------------------------------------------------------
 
-    def authenticate(self, signable: Signable, signed: Signed) -> AuthResult:
-        """Authenticate ``signable`` by its headers ``signed`` (section 4), then, with
-        replay protection on, record its signatures (:class:`ReplayedRequestError`
-        for one seen before, :class:`ReplayCacheUnavailable` when the cache fails)."""
-        result = self._authenticate_signatures(signable, signed)
-        if self.replay is not None:
-            try:
-                self.replay.check(signable, signed)
-            except ReplayedRequestError as exc:
-                self.logger.warning("MAuth: app %r: %s", result.app_uuid, exc)
-                raise
-            except ReplayCacheUnavailable as exc:
-                self.logger.error("MAuth: could not check for a replay: %s", exc)
-                raise
-        return result
+    def precheck(
+        self, method: str | None, query: str, signed: Signed, *, lookup: bool = True
+    ) -> Prechecked:
+        """Every check that needs no body (section 4 steps 1 to 3, plus shape checks).
 
-    def _authenticate_signatures(self, signable: Signable, signed: Signed) -> AuthResult:
+        Adapters call this before reading the body, so an unsigned or malformed
+        request costs nothing more. ``method`` is None for a response. With
+        ``lookup``, a local-mode authenticator also looks up the public key (a fetch
+        for an app not seen before), so an unknown app is refused before its body is
+        read too. Raises :class:`InauthenticError` (one WARNING logged) when no
+        signature is worth verifying, :class:`UnableToAuthenticateError` when a key
+        lookup cannot be answered.
+        """
         v2 = signed.v2
+        if method is None or method[:1] in _LETTERS:
+            # The common cases, lean: a V2 signature, or a V1-only one where V1 is
+            # allowed, passing its header checks. A V1 fallback (no query, fallback
+            # allowed) is parsed only if V2 fails.
+            first = v2 if v2 is not None or self.v2_only else signed.v1
+            shaped = False  # otherwise the general path below says why, with the fallback
+            if first is not None:
+                try:
+                    self._check_time_and_token(first)
+                except InauthenticError:
+                    pass
+                else:
+                    app_uuid = first.app_uuid
+                    shaped = (
+                        app_uuid is not None
+                        and len(app_uuid) == 36
+                        and _UUID_SHAPE.fullmatch(app_uuid) is not None
+                    )
+            if shaped and first is not None:
+                fallback = not (
+                    first.version == 1 or self.v2_only or self.disable_fallback_to_v1 or query
+                )
+                if first.version == 1 and query:
+                    self._warn_v1_query(first.app_uuid)
+                checked = Prechecked(
+                    (first,), (), {}, {first.version}, signed if fallback else None
+                )
+                if lookup and self.ticket_checker is None:
+                    try:
+                        self._key_for(first, checked.keys)
+                    except InauthenticError as exc:
+                        checked.drop_first(exc)
+                        self.lookup_keys(checked)
+                return checked
         if v2 is None:
             v1 = signed.v1
             if v1 is None:
@@ -239,19 +274,158 @@ class Authenticator:
                     "This service requires mAuth v2 mcc-authentication header but only v1 "
                     "x-mws-authentication is present"
                 )
-            return self._authenticate_one(signable, v1)
-        try:
-            return self._authenticate_one(signable, v2)
-        except InauthenticError as exc:
-            # V1 is read only now: most messages never need it (section 4.5).
-            v1 = signed.v1
-            if v1 is None or self.v2_only or self.disable_fallback_to_v1:
-                raise
-            self.logger.warning("MAuth V2 failed (%s); falling back to V1", exc)
+            if query:
+                self._warn_v1_query(v1.app_uuid)
+            infos: tuple[SignatureInfo, ...] = (v1,)
+        elif self.v2_only or self.disable_fallback_to_v1 or query:
+            # V1 does not sign the query (section 3): falling back to it for a request
+            # with a query would accept a V1+V2 request replayed with another query.
+            infos = (v2,)
+        else:
+            v1 = signed.v1  # read only now: most messages never need it (section 4.5)
+            infos = (v2,) if v1 is None else (v2, v1)
+        failures: list[tuple[SignatureInfo, InauthenticError]] = []
+        if method is not None and not _method_ok(method):
+            # A V1 response signature ("200\n...") would otherwise replay as a request
+            # whose method is "200" (section 2: methods are tokens starting with a letter).
+            error = InauthenticError(
+                "the request method must start with a letter; this one cannot be signed"
+            )
+            self._fail([(infos[0], error)])
+        passed: list[SignatureInfo] = []
+        for index, info in enumerate(infos):
             try:
-                return self._authenticate_one(signable, v1)
-            except InauthenticError as fallback:  # say why both failed, V1 first
-                raise type(fallback)(f"{fallback} (after V2 failed: {exc})") from None
+                self._precheck_one(info)
+            except InauthenticError as exc:
+                failures.append((info, exc))
+            else:
+                passed.extend(infos[index:])  # a fallback is pre-checked only if needed
+                break
+        if not passed:
+            self._fail(failures)
+        checked = Prechecked(tuple(passed), tuple(failures), {}, {passed[0].version}, None)
+        if lookup and self.ticket_checker is None:
+            try:  # the common case inline: the first candidate's key
+                self._key_for(passed[0], checked.keys)
+            except InauthenticError as exc:
+                checked.drop_first(exc)
+                self.lookup_keys(checked)
+        return checked
+
+    def lookup_keys(self, checked: Prechecked) -> None:
+        """Look up keys in order until one candidate has a key; candidates of unknown
+        apps are dropped. May block on the key service (a fetch)."""
+        while checked.candidates or checked.add_fallback():
+            info = checked.candidates[0]
+            try:
+                self._ensure_prechecked(info, checked)
+                self._key_for(info, checked.keys)
+            except InauthenticError as exc:
+                checked.drop_first(exc)
+                continue
+            return
+        self._fail(list(checked.failures))
+
+    def cached_keys(self, checked: Prechecked) -> bool:
+        """Like :meth:`lookup_keys` but never blocking: True when the answer is known
+        from the key source's cache (a key found, or every app cached as unknown, which
+        raises), False when a fetch is needed. Sources without a ``cached_key`` method
+        are taken to block."""
+        peek = getattr(self.key_source, "cached_key", None)
+        if peek is None:
+            return False
+        while checked.candidates or checked.add_fallback():
+            info = checked.candidates[0]
+            assert info.app_uuid is not None
+            try:
+                self._ensure_prechecked(info, checked)
+                found = peek(info.app_uuid)
+            except InauthenticError as exc:  # bad headers, or a cached "unknown app"
+                checked.drop_first(exc)
+                continue
+            if found is None:
+                return False
+            checked.keys[info.app_uuid] = _as_key(found)
+            return True
+        self._fail(list(checked.failures))
+        return True  # pragma: no cover - _fail raises
+
+    def authenticate(
+        self, signable: Signable, signed: Signed, prechecked: Prechecked | None = None
+    ) -> AuthResult:
+        """Authenticate ``signable`` by its headers ``signed`` (section 4), then, with
+        replay protection on, record its signatures (:class:`ReplayedRequestError`
+        for one seen before, :class:`ReplayCacheUnavailable` when the cache fails)."""
+        result = self._authenticate_signatures(signable, signed, prechecked)
+        if self.replay is not None:
+            try:
+                self.replay.check(signable, signed)
+            except ReplayedRequestError as exc:
+                self.logger.warning("MAuth: app %r: %s", result.app_uuid, exc)
+                raise
+            except ReplayCacheUnavailable as exc:
+                self.logger.error("MAuth: could not check for a replay: %s", exc)
+                raise
+        return result
+
+    def _authenticate_signatures(
+        self, signable: Signable, signed: Signed, prechecked: Prechecked | None = None
+    ) -> AuthResult:
+        """The signatures' check (section 4).
+
+        ``prechecked``: what :meth:`precheck` returned for these headers, when the
+        adapter ran it before reading the body. A failed request logs one WARNING.
+        """
+        if prechecked is None:
+            if isinstance(signable, RequestSignable):
+                prechecked = self.precheck(signable.method, signable.query_string, signed)
+            else:
+                prechecked = self.precheck(None, "", signed)
+        failures = list(prechecked.failures)
+        index = 0
+        while index < len(prechecked.candidates) or prechecked.add_fallback():
+            info = prechecked.candidates[index]
+            index += 1
+            try:
+                if info.version not in prechecked.prechecked:
+                    self._ensure_prechecked(info, prechecked)
+                return self._authenticate_one(signable, info, prechecked.keys)
+            except InauthenticError as exc:
+                failures.append((info, exc))
+        self._fail(failures)
+
+    def _precheck_one(self, info: SignatureInfo) -> None:
+        """Section 4 steps 2 and 3 and the app UUID's shape, for one signature."""
+        self._check_time_and_token(info)
+        app_uuid = info.app_uuid
+        if app_uuid is None or len(app_uuid) != 36 or _UUID_SHAPE.fullmatch(app_uuid) is None:
+            raise InauthenticError(
+                f"the app UUID {info.app_uuid!r} is not a UUID (8-4-4-4-12 hexadecimal digits)"
+            )
+
+    def _ensure_prechecked(self, info: SignatureInfo, checked: Prechecked) -> None:
+        if info.version not in checked.prechecked:
+            self._precheck_one(info)
+            checked.prechecked.add(info.version)
+
+    def _fail(self, failures: list[tuple[SignatureInfo, InauthenticError]]) -> NoReturn:
+        """Log one WARNING and raise: V1's reason first, then why V2 failed (as before)."""
+        failures.sort(key=lambda pair: pair[0].version)
+        info, error = failures[0]
+        if len(failures) > 1:
+            error = type(error)(f"{error} (after V2 failed: {failures[1][1]})")
+        self.logger.warning("MAuth: app %r V%d inauthentic: %s", info.app_uuid, info.version, error)
+        raise error
+
+    def _warn_v1_query(self, app_uuid: str | None) -> None:
+        if app_uuid in self._v1_query_warned or len(self._v1_query_warned) >= 1024:
+            return
+        self._v1_query_warned.add(app_uuid)
+        self.logger.warning(
+            "MAuth: app %r signs with V1 only, which does not cover the query string; "
+            "set V2_ONLY_AUTHENTICATE once its clients sign V2",
+            app_uuid,
+        )
 
     def is_authentic(self, signable: Signable, signed: Signed) -> tuple[bool, int, str]:
         """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``
@@ -263,22 +437,26 @@ class Authenticator:
         except ReplayCacheUnavailable as exc:
             return False, 503, str(exc)
         except UnableToAuthenticateError as exc:
-            return False, 500, str(exc)
+            return False, 500, without_urls(str(exc))  # often sent as a response body
         return True, 200, ""
 
     # --- one version ------------------------------------------------------------------
 
-    def _authenticate_one(self, signable: Signable, info: SignatureInfo) -> AuthResult:
+    def _authenticate_one(
+        self,
+        signable: Signable,
+        info: SignatureInfo,
+        keys: dict[str, rsa.RSAPublicKey] | None = None,
+    ) -> AuthResult:
         label = "V2" if info.version == 2 else "V1"
         self.logger.info(
             "MAuth: authenticating a message from app %r with %s", info.app_uuid, label
         )
         try:
-            self._check_time_and_token(info)
             assert info.app_uuid is not None
             if self.ticket_checker is not None and isinstance(signable, RequestSignable):
                 self.ticket_checker.check(signable, info)
-            elif not self._signature_valid(signable, info):
+            elif not self._signature_valid(signable, info, keys):
                 # Only now, on failure, say whether it was even a signature.
                 why = (
                     "is not standard base64"
@@ -292,12 +470,12 @@ class Authenticator:
         except UnableToAuthenticateError as exc:
             self.logger.error("MAuth: could not authenticate app %r: %s", info.app_uuid, exc)
             raise
-        except InauthenticError as exc:
-            self.logger.warning("MAuth: app %r %s inauthentic: %s", info.app_uuid, label, exc)
-            raise
         except UnableToSignError as exc:  # a malformed message description: not authentic
-            self.logger.warning("MAuth: app %r %s unreadable: %s", info.app_uuid, label, exc)
             raise InauthenticError(f"the message could not be read: {exc}") from None
+        except UnicodeError:  # a lone surrogate in the path or query (issue 10 item 9)
+            raise InauthenticError(
+                "the message could not be read: its target holds a lone surrogate"
+            ) from None
         except ConfigurationError as exc:  # our side is misconfigured: not the caller's fault
             self.logger.error("MAuth: cannot authenticate: %s", exc)
             raise UnableToAuthenticateError(f"MAuth is misconfigured: {exc}") from None
@@ -306,7 +484,7 @@ class Authenticator:
     def _check_time_and_token(self, info: SignatureInfo) -> None:
         """Section 4 steps 2 and 3: a time within the window, the version's token."""
         text = info.time
-        if text.isdigit() and text.isascii() and len(text) <= _MAX_TIME_DIGITS:
+        if len(text) <= _MAX_TIME_DIGITS and text.isdigit() and text.isascii():
             clock = self.clock
             drift = int(text) - (_time.time() if clock is None else clock())
             if -self.time_window <= drift <= self.time_window:
@@ -317,7 +495,7 @@ class Authenticator:
         name = "MCC-Time" if info.version == 2 else "X-MWS-Time"
         if not text:
             raise InauthenticError(f"Time verification failed. No {name} header present.")
-        if not (text.isascii() and text.isdigit() and len(text) <= _MAX_TIME_DIGITS):
+        if not (len(text) <= _MAX_TIME_DIGITS and text.isascii() and text.isdigit()):
             raise InauthenticError(
                 f"Time verification failed. {name} is not a whole number of epoch seconds."
             )
@@ -339,36 +517,142 @@ class Authenticator:
             header = "MCC-Authentication" if info.version == 2 else "X-MWS-Authentication"
             raise InauthenticError(f"The {header} header is malformed.")
 
-    def _signature_valid(self, signable: Signable, info: SignatureInfo) -> bool:
+    def _key_for(self, info: SignatureInfo, keys: dict[str, rsa.RSAPublicKey]) -> rsa.RSAPublicKey:
         if self.key_source is None or info.app_uuid is None:
             raise UnableToAuthenticateError("this authenticator has no source of public keys")
-        found = self.key_source.get_public_key(info.app_uuid)
-        # Key sources may answer with PEM; a key object needs no (ABC-checked) reload.
-        key = load_public_key(found) if isinstance(found, (str, bytes)) else found
-        if self._matches_any(key, signable, info):
+        key = keys.get(info.app_uuid)
+        if key is None:
+            key = keys[info.app_uuid] = _as_key(self.key_source.get_public_key(info.app_uuid))
+        return key
+
+    def _signature_valid(
+        self,
+        signable: Signable,
+        info: SignatureInfo,
+        keys: dict[str, rsa.RSAPublicKey] | None = None,
+    ) -> bool:
+        """One RSA operation per signature: the digest it carries is recovered once and
+        compared with the message as received, then its variants (section 4.6)."""
+        key = keys.get(info.app_uuid) if keys and info.app_uuid is not None else None
+        if key is None:
+            key = self._key_for(info, {} if keys is None else keys)
+        if self._signature_matches(key, signable, info):
             return True
         # The app may have rotated its key: the source may fetch it again (issue 12).
         refresh = getattr(self.key_source, "refresh_public_key", None)
-        fresh = refresh(info.app_uuid, found) if refresh is not None else None
-        if fresh is None or fresh is found:
+        fresh = refresh(info.app_uuid, key) if refresh is not None else None
+        if fresh is None or fresh is key:
             return False
-        key = load_public_key(fresh) if isinstance(fresh, (str, bytes)) else fresh
-        return self._matches_any(key, signable, info)
+        key = _as_key(fresh)
+        if keys is not None and info.app_uuid is not None:
+            keys[info.app_uuid] = key
+        return self._signature_matches(key, signable, info)
 
-    def _matches_any(self, key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo) -> bool:
-        if self._matches(key, signable, info):  # the message as received
-            return True
-        # Section 4.6: also accept the target as a server may have re-encoded it. The
-        # variants are only built after the message as received failed to match.
-        return any(self._matches(key, variant, info) for variant in signable.variants())
-
-    @staticmethod
-    def _matches(key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo) -> bool:
+    def _signature_matches(
+        self, key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo
+    ) -> bool:
+        raw = decode_signature(info.signature)
+        if raw is None:
+            return False
         assert info.app_uuid is not None
         if info.version == 2:
-            return verify_v2(key, info.signature, signable.v2_string(info.app_uuid, info.time))
-        digest = signable.v1_hexdigest(info.app_uuid, info.time)
-        return digest is not None and verify_v1(key, info.signature, digest)
+            digest = recover_v2(key, raw)
+            if digest is None:
+                return False
+            first = signable.v2_string(info.app_uuid, info.time)
+            if hmac.compare_digest(hashlib.sha512(first).digest(), digest):
+                return True  # the message as received: the common case
+            return any(
+                hmac.compare_digest(hashlib.sha512(text).digest(), digest)
+                for text in _v2_variants(signable, first, info.app_uuid, info.time)
+            )
+        recovered = recover_v1(key, raw)
+        if recovered is None:
+            return False
+        expected = signable.v1_hexdigest(info.app_uuid, info.time)
+        if expected is not None and hmac.compare_digest(recovered, expected):
+            return True  # the message as received: the common case
+        for variant in signable.variants():  # built only now
+            expected = variant.v1_hexdigest(info.app_uuid, info.time)
+            if expected is not None and hmac.compare_digest(recovered, expected):
+                return True
+        return False
+
+
+def _v2_variants(signable: Signable, first: bytes, app_uuid: str, time: str) -> Iterator[bytes]:
+    """The other V2 strings a signature may cover, once ``first`` (the message as
+    received) did not match: the section 4.6 variants, then upstream 1.10.1's query
+    encoding (see :mod:`mauth_client.upstream_query`)."""
+    for variant in signable.variants():
+        yield variant.v2_string(app_uuid, time)
+    query = signable.query_string if isinstance(signable, RequestSignable) else ""
+    if query and ("/" in query or "%2f" in query.lower() or "&&" in query or query[-1] == "&"):
+        # Upstream differs from section 2 only on "/" (left bare) and empty parts (kept).
+        upstream = upstream_encode_query(query)
+        if upstream is not None:
+            head, _, ours = first.rpartition(b"\n")
+            alternative = upstream.encode("utf-8", "surrogateescape")
+            if alternative != ours:
+                yield head + b"\n" + alternative
+
+
+def _as_key(found: object) -> rsa.RSAPublicKey:
+    # Key sources may answer with PEM; a key object needs no (ABC-checked) reload.
+    return load_public_key(found) if isinstance(found, (str, bytes)) else found  # type: ignore[return-value]
+
+
+_LETTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+
+
+def _method_ok(method: str) -> bool:
+    return method[:1] in _LETTERS
+
+
+_UUID_SHAPE = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
+
+
+def is_uuid_shaped(value: str | None) -> bool:
+    """True for 8-4-4-4-12 hexadecimal digits (any case), the whole value: anything
+    else is refused before any key lookup (``mauth-protocol.md`` section 1)."""
+    return value is not None and len(value) == 36 and _UUID_SHAPE.fullmatch(value) is not None
+
+
+class Prechecked:
+    """What :meth:`Authenticator.precheck` found: the signatures worth verifying, in
+    order (a fallback's header checks run only when it is needed), the reasons
+    others were refused, and the public keys looked up so far."""
+
+    __slots__ = ("_fallback", "candidates", "failures", "keys", "prechecked")
+
+    def __init__(
+        self,
+        candidates: tuple[SignatureInfo, ...],
+        failures: tuple[tuple[SignatureInfo, InauthenticError], ...],
+        keys: dict[str, rsa.RSAPublicKey],
+        prechecked: set[int],
+        fallback: Signed | None,
+    ) -> None:
+        self.candidates = candidates
+        self.failures = failures
+        self.keys = keys
+        self.prechecked = prechecked  # versions whose header checks passed already
+        self._fallback = fallback  # headers whose V1 may still be tried
+
+    def add_fallback(self) -> bool:
+        """Append the V1 signature, once, when a fallback to it is allowed and it is
+        present; True when a candidate was added."""
+        signed, self._fallback = self._fallback, None
+        v1 = signed.v1 if signed is not None else None
+        if v1 is None:
+            return False
+        self.candidates = (*self.candidates, v1)
+        return True
+
+    def drop_first(self, error: InauthenticError) -> None:
+        self.failures = (*self.failures, (self.candidates[0], error))
+        self.candidates = self.candidates[1:]
 
 
 # --- upstream compatibility -------------------------------------------------------------

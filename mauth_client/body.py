@@ -15,6 +15,15 @@ from typing import IO, Any, Protocol, TypeAlias, runtime_checkable
 
 from .exceptions import BodyReadError
 
+
+class BodyTooLargeError(BodyReadError):
+    """The body grew past the adapter's ``max_body_size`` (answered with 413)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"the request body exceeds {limit} bytes")
+        self.limit = limit
+
+
 CHUNK_SIZE = 1024 * 1024
 
 
@@ -36,7 +45,7 @@ def _as_chunk(chunk: object) -> bytes:
     if isinstance(chunk, (bytearray, memoryview)):
         return bytes(chunk)
     if isinstance(chunk, str):
-        return chunk.encode("utf-8")
+        return _encode_text(chunk)
     raise BodyReadError(f"a streamed body yielded {type(chunk).__name__}; expected bytes (or str)")
 
 
@@ -47,10 +56,19 @@ def in_memory(body: Body) -> bytes | None:
     if isinstance(body, bytes):
         return body
     if isinstance(body, str):
-        return body.encode("utf-8")
+        return _encode_text(body)
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
     return None
+
+
+def _encode_text(text: str) -> bytes:
+    try:
+        return text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no bytes stand for it
+        raise BodyReadError(
+            "the body is text holding a lone surrogate, which has no UTF-8 encoding"
+        ) from None
 
 
 def iter_chunks(body: Body) -> Iterable[bytes]:
@@ -132,8 +150,12 @@ def spool_body(
                 spooled.write(buffer)
                 buffer = bytearray()
     except BodyReadError:
+        if spooled is not None:
+            spooled.close()
         raise
     except Exception as exc:
+        if spooled is not None:
+            spooled.close()
         raise BodyReadError(f"reading the request body failed: {type(exc).__name__}") from exc
     if spooled is None:
         return bytes(buffer)
@@ -158,3 +180,17 @@ def read_exactly(
         if remaining is not None:
             remaining -= len(data)
         yield data
+
+
+def limit_size(chunks: Iterable[bytes], limit: int | None) -> Iterable[bytes]:
+    """Pass ``chunks`` through, raising :class:`BodyTooLargeError` as soon as their
+    total exceeds ``limit`` bytes (None: no limit), before the rest is read."""
+    if limit is None:
+        yield from chunks
+        return
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > limit:
+            raise BodyTooLargeError(limit)
+        yield chunk

@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError, MissingConfigurationError
-from .keys import looks_like_pem
+from .keys import bare_der_private_key_pem, looks_like_pem
 from .signer import check_app_uuid, parse_sign_versions
 
 _TRUE = {"1", "true", "yes", "on", "y", "t"}
@@ -53,6 +53,8 @@ ENV_NAMES = (
     # The MAuth service client (net): see the fields of the same names.
     "MAUTH_ALLOW_INSECURE_URL",
     "MAUTH_LOOKUP_DEADLINE",
+    # request guard (issue 10)
+    "MAUTH_MAX_BODY_SIZE",
 )
 
 # Upstream attribute name -> field of a Config instance.
@@ -69,10 +71,23 @@ _UPSTREAM_NAMES = {
 
 
 def redact_url(url: str | None) -> str:
-    """``url`` without any ``user:password@`` part, for messages and logs."""
+    """``url`` without any ``user:password@`` part, for messages and logs.
+
+    The user information ends at the last ``@`` before the path (RFC 3986 section
+    3.2), so a password holding an ``@`` is cut whole.
+    """
     if not url:
         return ""
-    return re.sub(r"(?<=://)[^/?#@]*@", "***@", url)
+    return re.sub(r"(?<=://)[^/?#]*@", "***@", url)
+
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^\s'\"]*")
+
+
+def without_urls(message: str) -> str:
+    """``message`` with every URL replaced, for error bodies: callers need not learn
+    where the MAuth service is (nor, were a URL unredacted, its credentials)."""
+    return _URL.sub("<MAuth service>", message)
 
 
 _URL_FIELDS = ("mauth_url", "replay_cache")  # shown without credentials
@@ -364,6 +379,8 @@ class Config(metaclass=_UpstreamNames):
     # Seconds one call to the service may take in all (connect, retries, redirects and a
     # slowly dripped answer included), on top of the per-read timeouts.
     lookup_deadline: float = 15.0
+    # --- request guard (issue 10): refuse larger bodies with 413 (None: unlimited) ---
+    max_body_size: int | None = None
 
     def __post_init__(self) -> None:
         if self.mauth_mode not in ("local", "remote"):
@@ -393,6 +410,15 @@ class Config(metaclass=_UpstreamNames):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigurationError(f"{name} must be a non-negative number, not {value!r}")
+        if self.max_body_size is not None and (
+            isinstance(self.max_body_size, bool)
+            or not isinstance(self.max_body_size, int)
+            or self.max_body_size < 0
+        ):
+            raise ConfigurationError(
+                f"max_body_size must be a non-negative whole number of bytes, "
+                f"not {self.max_body_size!r}"
+            )
         if self.mauth_url is not None and not re.match(r"https?://[^/?#]+", self.mauth_url):
             raise ConfigurationError(
                 f"MAUTH_URL must be an http(s) URL such as https://mauth.example.com, "
@@ -468,6 +494,14 @@ class Config(metaclass=_UpstreamNames):
                 raise ConfigurationError(
                     f"MAUTH_LOOKUP_DEADLINE must be a number of seconds, not {deadline.strip()!r}"
                 ) from None
+        # request guard (issue 10)
+        size_name, size = _first(env, "MAUTH_MAX_BODY_SIZE")
+        if size is not None:
+            if not size.strip().isdigit() or not size.strip().isascii():
+                raise ConfigurationError(
+                    f"{size_name} must be a whole number of bytes, not {size.strip()!r}"
+                )
+            values["max_body_size"] = int(size.strip())
         if values["app_uuid"] is not None:
             values["app_uuid"] = values["app_uuid"].strip()
         if values["mauth_url"] is not None:
@@ -552,4 +586,7 @@ def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:
             ) from None
     if value is None or not resolve or looks_like_pem(value):
         return value
+    der = bare_der_private_key_pem(value)  # a key without its PEM markers: never to KMS
+    if der is not None:
+        return der
     return decrypt_kms_private_key(value)

@@ -21,7 +21,10 @@ MWSV2_TOKEN: Final = "MWSV2"  # noqa: S105
 AUTH_HEADER_DELIMITER: Final = ";"
 
 # Anchored at both ends (fullmatch semantics via \A and \Z): "$" alone would also
-# accept a trailing newline, which the protocol does not (section 1).
+# accept a trailing newline, which the protocol does not (section 1). These define
+# the header syntax and are kept for code importing them; received headers are
+# parsed by mauth_client.signed in linear time (X_MWS_AUTH_PATTERN backtracks
+# quadratically on hostile input such as "MWS" + many spaces + a letter).
 X_MWS_AUTH_PATTERN: Final = re.compile(r"\A([^ ]+) *([^:]+):([^:]+)\Z")
 MWSV2_AUTH_PATTERN: Final = re.compile(r"\A(MWSV2) ([^:]+):([^:]+);\Z")
 

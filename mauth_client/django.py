@@ -13,6 +13,7 @@ the environment. ``request.mauth_app_uuid`` is the caller's app UUID (or None).
 from __future__ import annotations
 
 import functools
+import io
 import os
 import threading
 from collections.abc import Callable
@@ -27,8 +28,10 @@ try:
 except ImportError as exc:  # the django extra is not installed
     raise missing_extra(__name__, "django", exc) from exc
 
+from .body import BodyTooLargeError
 from .config import ENV_NAMES, Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .exceptions import BodyReadError
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import has_raw_target, quote_path, request_target, signed_from_environ
 
@@ -79,9 +82,21 @@ def check(request: HttpRequest) -> Outcome:
         # Django replaces META["PATH_INFO"] with its UTF-8 decoding: encode that back.
         path = quote_path(request.path.encode("utf-8", "surrogateescape"))
         query = request.META.get("QUERY_STRING", "")
-    outcome = guard().check(
-        request.method or "GET", path, query, signed_from_environ(request.META), request.body
-    )
+    method = request.method or "GET"
+    signed = signed_from_environ(request.META)
+    current = guard()
+    outcome = current.precheck(method, query, signed, content_length=_declared(request.META))
+    if outcome.go_on:  # only now is the body read
+        try:
+            body = _read_body(request, current.max_body_size)
+        except BodyTooLargeError as exc:
+            outcome = Outcome(413, str(exc), None)
+        except BodyReadError as exc:
+            outcome = Outcome(401, str(exc), None)
+        else:
+            outcome = current.check(
+                method, path, query, signed, body, prechecked=outcome.prechecked
+            )
     result = outcome.result if outcome.ok else None
     request.mauth_app_uuid = result.app_uuid if result else None
     if result is not None:
@@ -89,6 +104,32 @@ def check(request: HttpRequest) -> Outcome:
         request.META[ENV_AUTHENTIC] = True
         request.META[ENV_PROTOCOL_VERSION] = result.protocol_version
     return outcome
+
+
+def _declared(meta: Any) -> int | None:
+    raw = meta.get("CONTENT_LENGTH")
+    text = raw.strip() if isinstance(raw, str) else ""
+    return int(text) if text.isdigit() and text.isascii() and len(text) < 19 else None
+
+
+def _read_body(request: HttpRequest, limit: int | None) -> bytes:
+    """``request.body`` (cached by Django for the view), refusing a body above ``limit``
+    as soon as that is known: by its ``Content-Length``, or while reading."""
+    if limit is None:
+        body: bytes = request.body
+        return body
+    declared = _declared(request.META)
+    if declared is not None and declared > limit:
+        raise BodyTooLargeError(limit)
+    if declared is None and not hasattr(request, "_body"):
+        # No length given: read at most limit + 1 bytes, then hand Django the bytes.
+        data = request.read(limit + 1)
+        if len(data) > limit:
+            raise BodyTooLargeError(limit)
+        request._body = data  # what request.body returns from now on
+        request._stream = io.BytesIO(data)
+    read: bytes = request.body
+    return read
 
 
 def error_response(outcome: Outcome) -> HttpResponse:

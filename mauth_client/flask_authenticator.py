@@ -22,6 +22,7 @@ the environment. The caller's app UUID is in ``flask.g.mauth_app_uuid`` and in
 from __future__ import annotations
 
 import functools
+import io
 import logging
 import os
 import threading
@@ -34,11 +35,14 @@ try:
     from flask import Flask, Response, current_app, g, request
 except ImportError as exc:  # the flask extra is not installed
     raise missing_extra(__name__, "flask", exc) from exc
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from .authenticator import Authenticator
+from .body import BodyTooLargeError
 from .config import ENV_NAMES, Config, require_configured
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
-from .exceptions import MAuthError
+from .exceptions import BodyReadError, MAuthError
+from .middlewares.wsgi import read_wsgi_body
 from .server import JSON_CONTENT_TYPE, Outcome, RequestGuard, error_body, is_exempt
 from .wsgi_target import request_target, signed_from_environ
 
@@ -71,7 +75,9 @@ class FlaskAuthenticator:
         sign_responses: bool | None = None,
         authenticate_all: bool = False,
         exempt: Collection[str] = (),
+        max_body_size: int | None = None,
     ) -> None:
+        self._max_body_size = max_body_size
         self._config = config
         self._authenticator = authenticator
         self._app_uuids = app_uuids
@@ -103,7 +109,12 @@ class FlaskAuthenticator:
         app_uuids = self._app_uuids
         if app_uuids is None and app.config.get("MAUTH_APP_UUIDS") is not None:
             app_uuids = set(app.config["MAUTH_APP_UUIDS"])
-        self.guard = RequestGuard(self._authenticator, config=config, app_uuids=app_uuids)
+        self.guard = RequestGuard(
+            self._authenticator,
+            config=config,
+            app_uuids=app_uuids,
+            max_body_size=self._max_body_size,
+        )
         sign = self._sign_responses
         self.sign_responses = bool(
             app.config.get("MAUTH_SIGN_RESPONSES", False) if sign is None else sign
@@ -124,16 +135,41 @@ class FlaskAuthenticator:
         return response
 
     def check(self, app_uuids: Collection[str] | None = None) -> Outcome:
-        """Authenticate the current Flask request."""
-        assert self.guard is not None
+        """Authenticate the current Flask request; its body is read only once every
+        check that needs no body has passed (then cached for the view)."""
+        guard = self.guard
+        assert guard is not None
         path, query = request_target(request.environ)
-        return self.guard.check(
+        signed = signed_from_environ(request.environ)
+        pre = guard.precheck(request.method, query, signed, content_length=request.content_length)
+        if not pre.go_on:
+            return pre
+        limit = guard.max_body_size
+        environ = request.environ
+        try:
+            if limit is not None and request.content_length is None:
+                # A chunked body: read at most ``limit`` bytes (413 past it), then hand
+                # Flask the bytes as a body with a length.
+                data = read_wsgi_body(environ, limit, limit)
+                environ["wsgi.input"] = io.BytesIO(data)
+                environ["CONTENT_LENGTH"] = str(len(data))
+                environ.pop("wsgi.input_terminated", None)
+            elif limit is not None:
+                current = request.max_content_length
+                request.max_content_length = limit if current is None else min(limit, current)
+            body = request.get_data(cache=True)
+        except (RequestEntityTooLarge, BodyTooLargeError):
+            return Outcome(413, f"the request body exceeds {limit} bytes", None)
+        except BodyReadError as exc:
+            return Outcome(401, str(exc), None)
+        return guard.check(
             request.method,
             path,
             query,
-            signed_from_environ(request.environ),
-            request.get_data(cache=True),
+            signed,
+            body,
             app_uuids=app_uuids,
+            prechecked=pre.prechecked,
         )
 
 

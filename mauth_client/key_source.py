@@ -65,6 +65,10 @@ class StaticKeySource:
         except KeyError:
             raise InauthenticError(f"no public key is known for app {app_uuid!r}") from None
 
+    def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey:
+        """Never blocks: the same as :meth:`get_public_key`."""
+        return self.get_public_key(app_uuid)
+
 
 class _Entry(NamedTuple):
     key: rsa.RSAPublicKey
@@ -282,6 +286,19 @@ class LocalKeySource:
         return entry.key
 
     # --- fetching ---------------------------------------------------------------------
+
+    def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey | None:
+        """Without blocking or fetching: the cached key, or None when a fetch would be
+        needed; raises :class:`InauthenticError` when the app is cached as unknown.
+        Lets an event loop verify inline when no I/O is needed."""
+        entry = self._keys.get(app_uuid) or self._keys.get(app_uuid.lower())
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        with self._lock:  # held only for dictionary updates, never across a fetch
+            unknown = app_uuid.lower() in self._unknown
+        if unknown:
+            raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+        return None
 
     def _fetch(self, app_uuid: str) -> _Entry | None:
         # Percent-encode everything: "../" in a header must not reach another path (section 5).

@@ -208,3 +208,26 @@ def public_key_pem(key: rsa.RSAPublicKey | rsa.RSAPrivateKey) -> str:
     return public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     ).decode("ascii")
+
+
+def bare_der_private_key_pem(data: str) -> str | None:
+    """PEM for an RSA private key given as bare base64 DER (a PEM body without its
+    markers), or None when ``data`` is not one (it may then be a KMS ciphertext).
+
+    Tried before KMS so that a key pasted without its markers is never sent to AWS.
+    """
+    try:
+        blob = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    try:
+        key = serialization.load_der_private_key(blob, password=None)
+    except Exception:  # not DER, or encrypted: not a bare key
+        return None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        return None
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    ).decode("ascii")

@@ -82,7 +82,12 @@ class LambdaAuthenticator:
     ) -> None:
         self.method = method
         self.url = url
-        self.headers = dict(headers or {})
+        # Anything but a mapping of names to strings is no headers (issue 10 item 9).
+        self.headers = (
+            {k: v for k, v in headers.items() if isinstance(v, (str, bytes))}
+            if isinstance(headers, Mapping)
+            else {}
+        )
         self.body = body
         self._guard = _guard_for(authenticator, config)
 
@@ -95,6 +100,10 @@ class LambdaAuthenticator:
             path, query = split_url(self.url if isinstance(self.url, str) else "")
         except ValueError as exc:
             return False, 401, f"the request URL could not be read: {exc}"
+        if not isinstance(self.method, str) or not isinstance(
+            self.body, (str, bytes, bytearray, type(None))
+        ):
+            return False, 401, "the request's method must be a string and its body text or bytes"
         outcome = self._guard.check(self.method, path, query, self.headers, self.body)
         return outcome.ok, outcome.status, outcome.message
 
@@ -141,26 +150,34 @@ class EventRequest(NamedTuple):
     body: bytes
 
 
+def _mapping(event: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """``event[name]`` when it is a JSON object; absent, null or anything else is empty
+    (a malformed event must fail authentication, not raise: issue 10 item 9)."""
+    value = event.get(name)
+    return value if isinstance(value, Mapping) else {}
+
+
 def _headers(event: Mapping[str, Any]) -> dict[str, str]:
     headers: dict[str, str] = {}
-    for name, values in (event.get("multiValueHeaders") or {}).items():
-        if isinstance(values, list) and values:
-            headers[str(name)] = str(values[0])
-    for name, value in (event.get("headers") or {}).items():
-        if value is not None:
-            headers.setdefault(str(name), str(value))
+    for name, values in _mapping(event, "multiValueHeaders").items():
+        if isinstance(values, list) and values and isinstance(values[0], str):
+            headers[str(name)] = values[0]
+    for name, value in _mapping(event, "headers").items():
+        if isinstance(value, str):
+            headers.setdefault(str(name), value)
     return headers
 
 
 def _query_from_params(event: Mapping[str, Any], encoded: bool) -> str:
     """Rebuild a query from (decoded, or for ALB still encoded) parameters. V2 signs the
     decoded pairs, so any consistent encoding gives the same string to sign."""
-    multi = event.get("multiValueQueryStringParameters")
+    multi = _mapping(event, "multiValueQueryStringParameters")
     if not multi:
-        single = event.get("queryStringParameters") or {}
-        multi = {k: [v] for k, v in single.items()}
+        multi = {k: [v] for k, v in _mapping(event, "queryStringParameters").items()}
     parts = []
     for key, values in multi.items():
+        if not isinstance(values, list):
+            raise ValueError("the event's query parameters are not lists of strings")
         for value in values or [""]:
             k, v = (
                 (str(key), str(value))
@@ -180,9 +197,9 @@ def request_from_event(event: Mapping[str, Any]) -> EventRequest:
     """
     if not isinstance(event, Mapping):
         raise ValueError("the event is not a JSON object")
-    context = event.get("requestContext") or {}
+    context = _mapping(event, "requestContext")
     if event.get("version") == "2.0":
-        method = (context.get("http") or {}).get("method")
+        method = _mapping(context, "http").get("method")
         path = event.get("rawPath") or "/"
         query = event.get("rawQueryString") or ""
     elif "httpMethod" in event:
@@ -194,15 +211,22 @@ def request_from_event(event: Mapping[str, Any]) -> EventRequest:
         raise ValueError("the event is not from API Gateway or an ALB (no HTTP method)")
     if not isinstance(method, str) or not method:
         raise ValueError("the event has no HTTP method")
+    if not isinstance(path, str) or not isinstance(query, str):
+        raise ValueError("the event's path or query is not a string")
     raw_body = event.get("body") or ""
+    if not isinstance(raw_body, str):
+        raise ValueError("the event's body is not a string")
     if event.get("isBase64Encoded"):
         try:
             body = base64.b64decode(raw_body, validate=True)
         except (binascii.Error, ValueError, TypeError):
             raise ValueError("the event's body is marked base64 but is not base64") from None
     else:
-        body = raw_body.encode("utf-8") if isinstance(raw_body, str) else bytes(raw_body)
-    return EventRequest(method, str(path), str(query), _headers(event), body)
+        try:
+            body = raw_body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError("the event's body holds a lone surrogate") from None
+    return EventRequest(method, path, query, _headers(event), body)
 
 
 def authenticate_event(

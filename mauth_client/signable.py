@@ -105,7 +105,12 @@ def encode_query(query: str) -> str:
         plain = _sorted_plain_query(parts)
         if plain is not None:
             return plain
-    return _encode_query_parts(parts)
+    try:
+        return _encode_query_parts(parts)
+    except UnicodeEncodeError:  # a lone surrogate (issue 10 item 9)
+        raise InvalidMessageError(
+            "the query string holds a lone surrogate, which is not text that can be sent"
+        ) from None
 
 
 def _encode_query_parts(parts: list[str]) -> str:
@@ -309,6 +314,16 @@ class Signable:
         return iter(())
 
 
+def _check_encodable(text: str, what: str) -> None:
+    """Lone surrogates other than surrogateescape's cannot be encoded (issue 10 item 9)."""
+    try:
+        text.encode(_ENCODING, _ERRORS)
+    except UnicodeEncodeError:
+        raise InvalidMessageError(
+            f"the {what} holds a lone surrogate, which is not text that can be sent"
+        ) from None
+
+
 class RequestSignable(Signable):
     """A request to sign or authenticate.
 
@@ -354,6 +369,8 @@ class RequestSignable(Signable):
             )
         if _CONTROL.search(self.path) or _CONTROL.search(self.query_string):
             raise InvalidMessageError("the URL contains control characters; percent-encode them")
+        _check_encodable(self.path, "path")
+        _check_encodable(self.query_string, "query string")
 
     def _v1_prefix(self) -> bytes:
         # V1 signs the path as sent, not normalised (section 2).

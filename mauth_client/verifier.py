@@ -64,3 +64,21 @@ def verify_v2(public_key: rsa.RSAPublicKey, signature: str | None, string_to_sig
     except (InvalidSignature, ValueError):
         return False
     return True
+
+
+def recover_v2(public_key: rsa.RSAPublicKey, raw: bytes) -> bytes | None:
+    """V2: the SHA-512 digest a signature carries (padding and DigestInfo checked by
+    OpenSSL), or None. One RSA operation, after which any number of candidate strings
+    can be compared with :func:`hmac.compare_digest` on their SHA-512 digests."""
+    try:
+        return public_key.recover_data_from_signature(raw, _PKCS1V15, _SHA512)
+    except (InvalidSignature, ValueError):
+        return None
+
+
+def recover_v1(public_key: rsa.RSAPublicKey, raw: bytes) -> bytes | None:
+    """V1: the hex digest a signature carries (type-1 padding stripped), or None."""
+    try:
+        return public_key.recover_data_from_signature(raw, _PKCS1V15, None)
+    except (InvalidSignature, ValueError):
+        return None

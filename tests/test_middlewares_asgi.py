@@ -18,6 +18,8 @@ from starlette.routing import Route
 
 from mauth_client.httpx_mauth import MAuthHttpx
 from mauth_client.middlewares import MAuthASGIMiddleware
+from mauth_client.signable import RequestSignable
+from mauth_client.signer import Signer
 from mauth_client.testing import AppIdentity, LocalMAuthService
 
 from .servers import uvicorn_server
@@ -180,7 +182,13 @@ def test_websocket_and_lifespan_scopes_pass_untouched(
         assert reached[-1] is scope  # the very same scope, no MAuth keys added
 
 
-def test_client_gone_before_the_body(service: LocalMAuthService, me: AppIdentity) -> None:
+def test_client_gone_before_the_body(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    # Signed, so it passes the checks that need no body and the body is awaited.
+    signature = Signer(caller.app_uuid, caller.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/x", body=b"")
+    )
     called: list[bool] = []
     sent: list[dict[str, Any]] = []
 
@@ -199,7 +207,7 @@ def test_client_gone_before_the_body(service: LocalMAuthService, me: AppIdentity
         "path": "/x",
         "raw_path": b"/x",
         "query_string": b"",
-        "headers": [],
+        "headers": [(k.lower().encode(), v.encode()) for k, v in signature.items()],
     }
     asyncio.run(MAuthASGIMiddleware(app, config=service.config_for(me))(scope, receive, send))
     assert called == [] and sent == []

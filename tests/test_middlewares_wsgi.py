@@ -170,9 +170,15 @@ def call(app: MAuthWSGIMiddleware, environ: dict[str, Any]) -> tuple[str, bytes]
     ],
 )
 def test_bad_bodies_are_401_json(
-    service: LocalMAuthService, me: AppIdentity, environ: dict[str, Any], message: str
+    service: LocalMAuthService,
+    me: AppIdentity,
+    caller: AppIdentity,
+    environ: dict[str, Any],
+    message: str,
 ) -> None:
-    status, body = call(wrap(service, me), environ)
+    # Signed (V2, body unknown to the pre-checks): an unsigned request is refused
+    # before its body is read, so it would never reach these body errors.
+    status, body = call(wrap(service, me), {**signed_environ(caller), **environ})
     assert status.startswith("401")
     assert message in json.loads(body)["errors"]["mauth"][0]
 
@@ -185,8 +191,24 @@ class Exploding(io.RawIOBase):
         raise ConnectionResetError("client went away")
 
 
-def test_body_that_fails_to_read_is_401(service: LocalMAuthService, me: AppIdentity) -> None:
-    status, body = call(wrap(service, me), {"CONTENT_LENGTH": "5", "wsgi.input": Exploding()})
+def signed_environ(caller: AppIdentity) -> dict[str, str]:
+    """Headers of a V2 signature that passes every check needing no body."""
+    headers = Signer(caller.app_uuid, caller.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/x", body=b"other")
+    )
+    return {
+        "HTTP_MCC_AUTHENTICATION": headers["MCC-Authentication"],
+        "HTTP_MCC_TIME": headers["MCC-Time"],
+    }
+
+
+def test_body_that_fails_to_read_is_401(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    status, body = call(
+        wrap(service, me),
+        {**signed_environ(caller), "CONTENT_LENGTH": "5", "wsgi.input": Exploding()},
+    )
     assert status.startswith("401")
     assert "reading the request body failed: ConnectionResetError" in body.decode()
 

@@ -18,7 +18,9 @@ class MiddlewareBase(Generic[App]):
     as health checks. ``should_authenticate(request)``: return False to let a request
     through (the WSGI environ or the ASGI scope). ``app_uuids``: an allow-list (403 for
     others). The authenticator is built from ``config`` or the environment unless
-    given. Bodies above ``spool_threshold`` bytes go to a temporary file."""
+    given. Bodies above ``spool_threshold`` bytes go to a temporary file; bodies above
+    ``max_body_size`` bytes (default ``MAUTH_MAX_BODY_SIZE``, else unlimited) get a 413.
+    Requests failing a check that needs no body get their answer before it is read."""
 
     def __init__(
         self,
@@ -30,13 +32,16 @@ class MiddlewareBase(Generic[App]):
         config: Config | None = None,
         app_uuids: Collection[str] | None = None,
         spool_threshold: int = DEFAULT_SPOOL_THRESHOLD,
+        max_body_size: int | None = None,
     ) -> None:
         self.app = app
         self.exempt = frozenset(exempt or ())
         self.should_authenticate = should_authenticate
         if authenticator is None:  # fail here, not with a 500 on every request
             require_configured(config, type(self).__name__)
-        self.guard = RequestGuard(authenticator, config=config, app_uuids=app_uuids)
+        self.guard = RequestGuard(
+            authenticator, config=config, app_uuids=app_uuids, max_body_size=max_body_size
+        )
         self.spool_threshold = spool_threshold
 
     def passes_through(self, path: str, decoded_path: str, request: Any) -> bool:

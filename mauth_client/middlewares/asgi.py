@@ -2,24 +2,33 @@
 
     app = MAuthASGIMiddleware(app, exempt={"/app_status"})
 
-The body is read, authenticated, and replayed to the app; events after it (a
-client's disconnect from a long-lived or server-sent-event response) still reach
-the app. ``lifespan`` and ``websocket`` scopes pass through untouched. The caller's
-app UUID is in ``scope["mauth.app_uuid"]`` (and ``mauth.authentic``,
-``mauth.protocol_version``). The MAuth check runs in a worker thread, so a slow
-MAuth service never blocks the event loop.
+Everything that needs no body (headers, time, token, app UUID shape, declared
+size, known app) is checked first; a request failing there is answered before a
+byte of its body is read. Then the body is read (spooled to a temporary file past
+``spool_threshold`` as it arrives, 413 past ``max_body_size``), authenticated, and
+replayed to the app; events after it (a client's disconnect from a long-lived or
+server-sent-event response) still reach the app. ``lifespan`` and ``websocket``
+scopes pass through untouched. The caller's app UUID is in
+``scope["mauth.app_uuid"]`` (and ``mauth.authentic``, ``mauth.protocol_version``).
+
+With the caller's key cached, the check runs on the event loop (an RSA verify is
+tens of microseconds); only a key fetch, a remote-mode ticket or a spooled body's
+hashing goes to a worker thread, so a slow MAuth service delays only the requests
+that need it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import tempfile
 from collections.abc import Awaitable, Callable
 from typing import IO, Any
 
-from ..body import spool_body
+from ..body import BodyTooLargeError
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
 from ..server import JSON_CONTENT_TYPE, error_body
+from ..signed import Signed
 from ._base import MiddlewareBase
 
 Scope = dict[str, Any]
@@ -39,6 +48,16 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def _content_length(headers: list[tuple[Any, Any]]) -> int | None:
+    """The declared ``Content-Length``, or None (absent or unreadable: the server
+    frames the body, and the size limit is then enforced while reading)."""
+    for key, value in headers:
+        if key == b"content-length" and isinstance(value, (bytes, bytearray)):
+            text = bytes(value).strip()
+            return int(text) if text.isdigit() and len(text) < 19 else None
+    return None
+
+
 class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
     """Authenticates every HTTP request before it reaches ``app``; options as
     :class:`~mauth_client.middlewares._base.MiddlewareBase` (``should_authenticate``
@@ -55,18 +74,44 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
+        headers = [(k, v) for k, v in scope.get("headers", [])]
+        signed = Signed.from_headers(headers)
+        guard = self.guard
+        loop = asyncio.get_running_loop()
+        # Checks that need no body and no I/O, on the loop.
+        pre = guard.precheck(
+            method, query, signed, content_length=_content_length(headers), lookup=False
+        )
+        if pre.go_on:
+            ready = guard.cached(pre)  # the key (or "unknown app") from cache, no I/O
+            if ready is None:
+                # A key fetch (or remote mode): off the loop, still before the body.
+                ready = await loop.run_in_executor(None, guard.lookup, pre)
+                inline = False
+            else:
+                inline = True
+            pre = ready
+        if not pre.go_on:
+            await self._error(send, pre.status, pre.message, method)
+            return
         try:
-            body = await self._read_body(receive)
+            body = await self._read_body(receive, guard.max_body_size)
         except _ClientGone:
             return  # nobody to answer
+        except BodyTooLargeError as exc:
+            await self._error(send, 413, str(exc), method)
+            return
         except BodyReadError as exc:
             await self._error(send, 401, str(exc), method)
             return
-        headers = [(k, v) for k, v in scope.get("headers", [])]
-        loop = asyncio.get_running_loop()
-        outcome = await loop.run_in_executor(
-            None, lambda: self.guard.check(method, path, query, headers, body)
-        )
+        prechecked = pre.prechecked
+        if inline and isinstance(body, bytes):
+            outcome = guard.check(method, path, query, signed, body, prechecked=prechecked)
+        else:  # a key fetch or ticket, or a spooled body to hash: not on the loop
+            outcome = await loop.run_in_executor(
+                None,
+                lambda: guard.check(method, path, query, signed, body, prechecked=prechecked),
+            )
         if not outcome.ok:
             await self._error(send, outcome.status, outcome.message, method)
             return
@@ -77,22 +122,45 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         scope[ENV_PROTOCOL_VERSION] = outcome.result.protocol_version
         await self.app(scope, self._replay(body, receive), send)
 
-    async def _read_body(self, receive: Receive) -> bytes | IO[bytes]:
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            kind = message.get("type")
-            if kind == "http.disconnect":
-                raise _ClientGone
-            if kind != "http.request":
-                continue
-            chunk = message.get("body", b"")
-            if not isinstance(chunk, (bytes, bytearray)):
-                raise BodyReadError("the ASGI server sent a body that is not bytes")
-            chunks.append(bytes(chunk))
-            if not message.get("more_body", False):
-                break
-        return spool_body(chunks, self.spool_threshold)
+    async def _read_body(self, receive: Receive, limit: int | None) -> bytes | IO[bytes]:
+        """The body: bytes up to ``spool_threshold``, past it a temporary file written
+        as the chunks arrive (never more than the threshold held in memory);
+        :class:`BodyTooLargeError` as soon as it grows past ``limit``."""
+        buffer = bytearray()
+        spooled: IO[bytes] | None = None
+        total = 0
+        try:
+            while True:
+                message = await receive()
+                kind = message.get("type")
+                if kind == "http.disconnect":
+                    raise _ClientGone
+                if kind != "http.request":
+                    continue
+                chunk = message.get("body", b"")
+                if not isinstance(chunk, (bytes, bytearray)):
+                    raise BodyReadError("the ASGI server sent a body that is not bytes")
+                total += len(chunk)
+                if limit is not None and total > limit:
+                    raise BodyTooLargeError(limit)
+                if spooled is not None:
+                    spooled.write(chunk)
+                else:
+                    buffer += chunk
+                    if len(buffer) > self.spool_threshold:
+                        spooled = tempfile.TemporaryFile()  # noqa: SIM115 - returned
+                        spooled.write(buffer)
+                        buffer = bytearray()
+                if not message.get("more_body", False):
+                    break
+        except BaseException:
+            if spooled is not None:
+                spooled.close()
+            raise
+        if spooled is None:
+            return bytes(buffer)
+        spooled.seek(0)
+        return spooled
 
     @staticmethod
     def _replay(body: bytes | IO[bytes], receive: Receive) -> Receive:

@@ -14,10 +14,10 @@ import io
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..body import read_exactly, spool_body
+from ..body import BodyTooLargeError, limit_size, read_exactly, spool_body
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
-from ..server import JSON_CONTENT_TYPE, error_body
+from ..server import CONTINUE, JSON_CONTENT_TYPE, error_body
 from ..wsgi_target import request_target, signed_from_environ
 from ._base import MiddlewareBase
 
@@ -27,24 +27,41 @@ WSGIApp = Callable[[Environ, Callable[..., Any]], Iterable[bytes]]
 _REASONS = {
     401: "Unauthorized",
     403: "Forbidden",
+    413: "Content Too Large",
     500: "Internal Server Error",
     503: "Service Unavailable",
 }
 
 
-def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:
-    """The request body (bytes, or a rewound temporary file past ``threshold``)."""
+def declared_length(environ: Environ) -> int | None:
+    """The ``Content-Length`` as a number (None when absent); a malformed one raises
+    :class:`BodyReadError`."""
     raw_length = environ.get("CONTENT_LENGTH")
+    if not raw_length or raw_length.isspace():
+        return None
+    try:
+        size = int(raw_length)
+    except ValueError:
+        raise BodyReadError("the Content-Length header is not a number") from None
+    if size < 0:
+        raise BodyReadError("the Content-Length header is negative")
+    return size
+
+
+def read_wsgi_body(
+    environ: Environ, threshold: int, limit: int | None = None, size: int | None = -1
+) -> bytes | Any:
+    """The request body (bytes, or a rewound temporary file past ``threshold``);
+    :class:`BodyTooLargeError` past ``limit`` bytes, as soon as that is known.
+    ``size``: the declared length when the caller read it already (-1: read it here)."""
     stream = environ.get("wsgi.input")
     if stream is None:
         return b""
-    if raw_length and not raw_length.isspace():
-        try:
-            size = int(raw_length)
-        except ValueError:
-            raise BodyReadError("the Content-Length header is not a number") from None
-        if size < 0:
-            raise BodyReadError("the Content-Length header is negative")
+    if size == -1:
+        size = declared_length(environ)
+    if size is not None:
+        if limit is not None and size > limit:
+            raise BodyTooLargeError(limit)
         if size <= threshold:  # the common case: one read, no spooling machinery
             try:
                 data = stream.read(size) if size else b""
@@ -62,7 +79,7 @@ def read_wsgi_body(environ: Environ, threshold: int) -> bytes | Any:
         length = None  # chunked: the server ends the stream (PEP 3333 extension)
     else:
         return b""
-    return spool_body(read_exactly(stream.read, length), threshold)
+    return spool_body(limit_size(read_exactly(stream.read, length), limit), threshold)
 
 
 def error_response(
@@ -87,11 +104,21 @@ class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
         if self.passes_through(path, environ.get("PATH_INFO", ""), environ):
             return self.app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
+        signed = signed_from_environ(environ)
         try:
-            body = read_wsgi_body(environ, self.spool_threshold)
+            # Everything that needs no body first: a request that fails here is
+            # answered without reading (or spooling) a byte of its body.
+            guard = self.guard
+            size = declared_length(environ)
+            pre = guard.precheck(method, query, signed, content_length=size)
+            if pre.status != CONTINUE:
+                return error_response(start_response, pre.status, pre.message, method)
+            body = read_wsgi_body(environ, self.spool_threshold, guard.max_body_size, size)
+        except BodyTooLargeError as exc:
+            return error_response(start_response, 413, str(exc), method)
         except BodyReadError as exc:
             return error_response(start_response, 401, str(exc), method)
-        outcome = self.guard.check(method, path, query, signed_from_environ(environ), body)
+        outcome = self.guard.check(method, path, query, signed, body, prechecked=pre.prechecked)
         if not outcome.ok:
             return error_response(start_response, outcome.status, outcome.message, method)
         assert outcome.result is not None
