@@ -14,7 +14,7 @@ from typing import Any
 from urllib.parse import quote, quote_plus, unquote_plus, urlsplit
 
 from .body import Body, in_memory, is_rereadable, iter_chunks
-from .exceptions import InvalidMessageError
+from .exceptions import BodyReadError, InvalidMessageError
 
 _ENCODING = "utf-8"
 # Paths and queries may carry bytes that are not UTF-8 (as sent, or recovered from
@@ -199,7 +199,10 @@ class _BodyHashes:
 
     def __init__(self, body: Body) -> None:
         self._body = body
-        self._data = in_memory(body)
+        try:
+            self._data = in_memory(body)
+        except BodyReadError:  # text no bytes stand for: raised again when it is hashed,
+            self._data = None  # so describing a message never fails, checking it does
         self._hexdigest: str | None = None
         self._states: dict[bytes, Any] = {}
 

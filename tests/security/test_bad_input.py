@@ -198,3 +198,11 @@ def test_lambda_authenticator_odd_arguments_answer_4xx(
         method, url, headers, body, authenticator=AUTHENTICATOR
     ).is_authentic()
     assert not ok and 400 <= status < 500 and message
+
+
+def test_a_text_body_with_a_lone_surrogate_is_inauthentic_not_an_error() -> None:
+    """Found by Hypothesis: describing such a message must not raise; checking it is a 401."""
+    signable = RequestSignable(method="POST", path="/", body="\ud800")
+    ok, status, message = AUTHENTICATOR.is_authentic(signable, Signed.from_headers(good_headers()))
+    assert (ok, status) == (False, 401)
+    assert "surrogate" in message
