@@ -10,9 +10,10 @@ the other server adapters do (:class:`~mauth_client.server.RequestGuard`): 401,
 403 or 500 with ``{"errors": {"mauth": [message]}}``, and gives the handler the
 caller in ``request[APP_UUID]`` (and ``request[AUTHENTIC]``,
 ``request[PROTOCOL_VERSION]``; typed ``web.RequestKey`` objects named
-``mauth.app_uuid`` and so on, or those plain names before aiohttp 3.13). A check
-whose key is cached runs on the event loop; a key fetch runs in a worker thread
-(:mod:`mauth_client.async_guard`).
+``mauth.app_uuid`` and so on, or those plain names before aiohttp 3.13). Every
+check that needs no body runs before the body is read; a check whose key is cached
+runs on the event loop, and a missing key is fetched on ``httpx.AsyncClient``
+without a thread, in the client's response check too (:mod:`mauth_client.async_guard`).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ try:
 except ImportError as exc:  # the aiohttp extra (aiohttp 3.12+, anyio) is not installed
     raise missing_extra(__name__, "aiohttp", exc) from exc
 
-from .async_guard import check_request
+from . import async_guard
 from .authenticator import Authenticator
 from .body import DEFAULT_SPOOL_THRESHOLD
 from .client import SigningClientAuth
@@ -152,9 +153,7 @@ class MAuthClientMiddleware(SigningClientAuth):
         assert self._checker is not None
         body = await response.read()  # cached: the caller can still read it
         try:
-            result = await anyio.to_thread.run_sync(
-                self._checker.check, response.status, body, response.headers
-            )
+            result = await self._checker.acheck(response.status, body, response.headers)
         except BaseException:
             response.release()
             raise
@@ -238,15 +237,25 @@ class MAuthWebMiddleware:
     async def _authenticate_and_handle(
         self, request: web.Request, path: str, handler: Callable[[web.Request], Any]
     ) -> web.StreamResponse:
+        query = request.raw_path.partition("?")[2]
+        signed = async_guard.parse_headers(request.raw_headers)
+        # Headers, time, token, declared size and the caller's key: before the body.
+        pre = await async_guard.precheck(
+            self.guard, request.method, query, signed, content_length=request.content_length
+        )
+        if not pre.go_on:
+            return _error(pre.status, pre.message, head=request.method == "HEAD")
         try:
             body = await request.read()  # cached by aiohttp for the handler
         except web.HTTPRequestEntityTooLarge as exc:
             return _error(413, f"the request body is larger than this server accepts: {exc.text}")
         except Exception as exc:  # the client went away, or sent a broken body
             return _error(401, f"reading the request body failed: {type(exc).__name__}")
-        query = request.raw_path.partition("?")[2]
-        outcome = await check_request(
-            self.guard, request.method, path, query, request.raw_headers, body
+        too_large = self.guard.too_large(len(body))  # a chunked body has no declared size
+        if too_large is not None:
+            return _error(too_large.status, too_large.message, head=request.method == "HEAD")
+        outcome = await async_guard.check(
+            self.guard, request.method, path, query, signed, body, pre
         )
         if outcome.result is not None:
             request[PROTOCOL_VERSION] = outcome.result.protocol_version

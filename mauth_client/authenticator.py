@@ -11,6 +11,7 @@ public key (local mode) or by the MAuth service (remote mode). Its collaborators
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -18,7 +19,8 @@ import re
 import threading
 import time as _time
 from collections.abc import Callable, Collection, Iterator
-from typing import Any, NamedTuple, NoReturn, Protocol
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -27,6 +29,7 @@ from .consts import ALLOWED_DRIFT_SECONDS, MWS_TOKEN, MWSV2_TOKEN
 from .exceptions import (
     ConfigurationError,
     InauthenticError,
+    MAuthError,
     MAuthNotPresent,
     MissingV2Error,
     ReplayCacheUnavailable,
@@ -50,6 +53,9 @@ from .signer import Signer
 from .upstream_query import upstream_encode_query
 from .verifier import decode_signature, recover_v1, recover_v2
 
+if TYPE_CHECKING:  # httpx is an extra: imported on the first async ticket
+    from .key_service_httpx import AsyncMAuthServiceClient
+
 Clock = Callable[[], float]
 _LOGGER = logging.getLogger("mauth_client")
 _MAX_TIME_DIGITS = 12  # up to year 33658; longer is "too large to be a time"
@@ -71,13 +77,54 @@ class TicketChecker(Protocol):
     def check(self, signable: RequestSignable, info: SignatureInfo) -> None: ...
 
 
+# Remote mode on an event loop (async_guard): the verdicts of the tickets already asked
+# for in this task, keyed by (version, signature); None for an authentic one.
+_TICKET_VERDICTS: ContextVar[dict[tuple[int, str | None], MAuthError | None] | None] = ContextVar(
+    "mauth_ticket_verdicts", default=None
+)
+
+
+class TicketNeeded(BaseException):
+    """Raised through :meth:`Authenticator.authenticate` (never caught by it: not an
+    :class:`MAuthError`) when an async adapter's check needs a ticket verdict it has
+    not asked the service for yet; the adapter awaits :meth:`RemoteTicketChecker.acheck`
+    and checks again. Never seen outside :mod:`mauth_client.async_guard`."""
+
+    def __init__(
+        self, checker: RemoteTicketChecker, signable: RequestSignable, info: SignatureInfo
+    ) -> None:
+        super().__init__("a remote ticket verdict is needed")
+        self.checker, self.signable, self.info = checker, signable, info
+        self.key = (info.version, info.signature)
+
+
 class RemoteTicketChecker:
-    """Checks signatures through the service's ``authentication_tickets`` endpoint (section 5)."""
+    """Checks signatures through the service's ``authentication_tickets`` endpoint (section 5).
+
+    :meth:`acheck` asks on ``httpx.AsyncClient`` (an event loop, no thread)."""
 
     def __init__(self, client: MAuthServiceClient) -> None:
         self.client = client
+        self._async_client: AsyncMAuthServiceClient | None = None
+
+    async def acheck(self, signable: RequestSignable, info: SignatureInfo) -> None:
+        """:meth:`check` without blocking the event loop."""
+        if self._async_client is None:
+            from .key_service_httpx import AsyncMAuthServiceClient
+
+            self._async_client = AsyncMAuthServiceClient(self.client.config)
+        await self._async_client.check_ticket(signable, info)
 
     def check(self, signable: RequestSignable, info: SignatureInfo) -> None:
+        verdicts = _TICKET_VERDICTS.get()
+        if verdicts is not None:  # an async adapter's check: the verdicts it awaited
+            key = (info.version, info.signature)
+            if key not in verdicts:
+                raise TicketNeeded(self, signable, info)
+            error = verdicts[key]
+            if error is not None:
+                raise error
+            return
         # The ticket and the verdict are the service protocol's (key_service).
         response = self.client.request(
             "POST",
@@ -325,6 +372,25 @@ class Authenticator:
                 continue
             return
         self._fail(list(checked.failures))
+
+    async def alookup_keys(self, checked: Prechecked) -> None:
+        """:meth:`lookup_keys` for an event loop (asyncio): a missing key comes from the
+        key source's ``aget_public_key`` (one fetch shared with threads asking for the
+        same app), or from :meth:`lookup_keys` in a worker thread for a source
+        without one."""
+        fetch = getattr(self.key_source, "aget_public_key", None)
+        if fetch is None or getattr(self.key_source, "cached_key", None) is None:
+            await asyncio.get_running_loop().run_in_executor(None, self.lookup_keys, checked)
+            return
+        while not self.cached_keys(checked):  # raises once every candidate is refused
+            info = checked.candidates[0]  # header-checked by cached_keys; its key is missing
+            assert info.app_uuid is not None
+            try:
+                checked.keys[info.app_uuid] = _as_key(await fetch(info.app_uuid))
+            except InauthenticError as exc:  # an unknown app: the next candidate
+                checked.drop_first(exc)
+                continue
+            return
 
     def cached_keys(self, checked: Prechecked) -> bool:
         """Like :meth:`lookup_keys` but never blocking: True when the answer is known

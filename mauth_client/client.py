@@ -8,10 +8,11 @@ same-origin redirect is signed afresh (its method, path and body may differ).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterable, MutableMapping
 
 from .authenticator import Authenticator, AuthResult
-from .body import Body
+from .body import DEFAULT_SPOOL_THRESHOLD, Body
 from .config import Config, require_settings
 from .exceptions import ConfigurationError, InauthenticError
 from .key_service import origin
@@ -95,11 +96,35 @@ class ResponseChecker:
     def check(self, status_code: int, body: Body, headers: HeadersLike) -> AuthResult:
         """Raise :class:`~mauth_client.exceptions.InauthenticError` for an unsigned or
         tampered response; return who signed it otherwise."""
-        if self._authenticator is None:
-            self._authenticator = Authenticator.from_config(self._config or Config.from_env())
-        result = self._authenticator.authenticate(
+        result = self.authenticator.authenticate(
             ResponseSignable(status_code, body), Signed.from_headers(headers)
         )
+        return self._pinned(result)
+
+    async def acheck(self, status_code: int, body: Body, headers: HeadersLike) -> AuthResult:
+        """:meth:`check` for an event loop (asyncio): the signer's key comes from the
+        cache, or is fetched on ``httpx.AsyncClient`` (one fetch per app, shared with
+        threads); a body too large to hash on the loop is checked in a worker thread."""
+        authenticator = self.authenticator
+        signed = Signed.from_headers(headers)
+        prechecked = authenticator.precheck(None, "", signed, lookup=False)
+        await authenticator.alookup_keys(prechecked)  # a response is verified with keys
+        signable = ResponseSignable(status_code, body)
+        if isinstance(body, bytes) and len(body) <= DEFAULT_SPOOL_THRESHOLD:
+            result = authenticator.authenticate(signable, signed, prechecked)
+        else:
+            result = await asyncio.get_running_loop().run_in_executor(
+                None, authenticator.authenticate, signable, signed, prechecked
+            )
+        return self._pinned(result)
+
+    @property
+    def authenticator(self) -> Authenticator:
+        if self._authenticator is None:
+            self._authenticator = Authenticator.from_config(self._config or Config.from_env())
+        return self._authenticator
+
+    def _pinned(self, result: AuthResult) -> AuthResult:
         if self.app_uuids is not None and result.app_uuid.lower() not in self.app_uuids:
             raise InauthenticError(
                 f"the response is signed by app {result.app_uuid!r}, which is not one of "

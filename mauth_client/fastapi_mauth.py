@@ -12,8 +12,10 @@
 
 The dependency reads the body through ``await request.body()``, which Starlette
 caches on the request, so the handler's own ``request.body()``, ``request.json()``
-and ``request.stream()`` see the same bytes and nothing is read twice. A check
-whose key is cached runs on the event loop; a key fetch runs in a worker thread
+and ``request.stream()`` see the same bytes and nothing is read twice. Every check
+that needs no body (and the caller's key) runs before the body is read, so a
+refused request is answered with its body unread; a check whose key is cached runs
+on the event loop, a missing key is fetched without a thread
 (:mod:`mauth_client.async_guard`). Refusals raise :class:`MAuthRejected` (an
 ``HTTPException``): with :func:`install` they are answered in the same JSON as
 every other adapter, without it FastAPI answers ``{"detail": message}``. To
@@ -30,14 +32,13 @@ from typing import Any, NamedTuple
 from ._optional import missing_extra
 
 try:
-    import anyio  # noqa: F401 - what async_guard needs, named here for the error below
     from starlette.exceptions import HTTPException
     from starlette.requests import ClientDisconnect, Request
     from starlette.responses import Response
 except ImportError as exc:  # the fastapi extra is not installed
     raise missing_extra(__name__, "fastapi", exc) from exc
 
-from .async_guard import check_request
+from . import async_guard
 from .authenticator import Authenticator
 from .config import Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
@@ -88,6 +89,16 @@ class MAuthRequired:
         path = _target(scope)
         if self.exempt and (is_exempt(path, self.exempt) or is_exempt(scope["path"], self.exempt)):
             return None
+        method = scope.get("method", "GET")
+        query = (scope.get("query_string") or b"").decode("utf-8", "surrogateescape")
+        headers = scope.get("headers", [])
+        signed = async_guard.parse_headers(headers)
+        # Headers, time, token, declared size and the caller's key: before the body.
+        pre = await async_guard.precheck(
+            self.guard, method, query, signed, content_length=_content_length(request)
+        )
+        if not pre.go_on:
+            raise MAuthRejected(pre.status, pre.message)
         try:
             body = await request.body()  # cached by Starlette for the handler
         except ClientDisconnect:
@@ -100,15 +111,11 @@ class MAuthRequired:
                 "MAuth cannot authenticate this route: its body was parsed as a form before "
                 "the MAuth dependency ran; protect it with MAuthASGIMiddleware",
             ) from None
-        query = (scope.get("query_string") or b"").decode("utf-8", "surrogateescape")
-        outcome = await check_request(
-            self.guard,
-            scope.get("method", "GET"),
-            path,
-            query,
-            scope.get("headers", []),
-            body,
-            app_uuids=self.app_uuids,
+        too_large = self.guard.too_large(len(body))  # a chunked body has no declared size
+        if too_large is not None:
+            raise MAuthRejected(too_large.status, too_large.message)
+        outcome = await async_guard.check(
+            self.guard, method, path, query, signed, body, pre, app_uuids=self.app_uuids
         )
         if not outcome.ok:
             raise MAuthRejected(outcome.status, outcome.message)
@@ -118,6 +125,11 @@ class MAuthRequired:
         scope[ENV_AUTHENTIC] = True
         scope[ENV_PROTOCOL_VERSION] = version
         return MAuthCaller(app_uuid, version)
+
+
+def _content_length(request: Request) -> int | None:
+    text = request.headers.get("content-length", "").strip()
+    return int(text) if text.isdigit() and len(text) < 19 else None
 
 
 def _target(scope: MutableMapping[str, Any]) -> str:

@@ -265,16 +265,17 @@ class MAuthHttpx(SigningClientAuth, httpx.Auth):
     async def async_auth_flow(
         self, request: httpx.Request
     ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        """As :meth:`auth_flow`, but the response check (which may fetch a key from the
-        MAuth service) runs in a worker thread, so the event loop is never blocked."""
+        """As :meth:`auth_flow`; the response check fetches a missing key on
+        ``httpx.AsyncClient`` (:meth:`ResponseChecker.acheck`), so the event loop is
+        never blocked and no thread is taken."""
         await self._asign_body(request)
         self._mark(request)
         response = yield request
         self._check_hops(request, response)
         if self._checker is not None:
             await response.aread()
-            result = await anyio.to_thread.run_sync(
-                self._checker.check, response.status_code, response.content, response.headers
+            result = await self._checker.acheck(
+                response.status_code, response.content, response.headers
             )
             self._record(response, result)
 

@@ -9,6 +9,8 @@ when there is not.
 
 from __future__ import annotations
 
+import asyncio
+
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from .exceptions import ConfigurationError, UnableToAuthenticateError
@@ -77,6 +79,14 @@ class KeyHolderSource:
         """Forget cached keys (of ``app_uuid``, or all)."""
         if self.inner is not None:
             self.inner.invalidate(app_uuid)
+
+    async def aget_public_key(self, app_uuid: str) -> PublicKeyData | rsa.RSAPublicKey:
+        """:meth:`get_public_key` for an event loop: the inner source's async fetch; a
+        patched ``KeyHolder`` (which may block) runs in a worker thread."""
+        if KeyHolder.__dict__.get("get_public_key") is not _ORIGINAL or self.inner is None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self.get_public_key, app_uuid)
+        return await self.inner.aget_public_key(app_uuid)
 
     def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey | None:
         """Without blocking: the inner source's cached key (see

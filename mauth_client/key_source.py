@@ -13,12 +13,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import importlib.util
 import logging
 import threading
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
-from typing import NamedTuple, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import quote
 
 from cachetools import TTLCache
@@ -30,6 +33,9 @@ from .exceptions import InauthenticError, UnableToAuthenticateError
 from .key_service import max_age, parse_security_token
 from .key_service_requests import MAuthServiceClient
 from .keys import PublicKeyData, load_public_key
+
+if TYPE_CHECKING:  # httpx is an extra: imported when an async fetch first happens
+    from .key_service_httpx import AsyncMAuthServiceClient
 
 logger = logging.getLogger("mauth_client")
 
@@ -45,12 +51,6 @@ class KeySource(Protocol):
     """
 
     def get_public_key(self, app_uuid: str) -> PublicKeyData: ...
-
-
-# Optional methods a key source may have (LocalKeySource and KeyHolderSource do):
-#   refresh_public_key(app_uuid, failed_key) -> key | None: a signature failed with
-#       failed_key; return a newer key to try, or None (key rotation, issue 12);
-#   invalidate(app_uuid=None): forget cached keys (of one app, or all).
 
 
 class StaticKeySource:
@@ -97,14 +97,14 @@ class LocalKeySource:
         *,
         client: MAuthServiceClient | None = None,
         clock: Clock = time.time,
+        async_client: AsyncMAuthServiceClient | None = None,
     ) -> None:
         self.config = config
         self.client = client or MAuthServiceClient(config)
         self._clock = clock
         self._lock = threading.Lock()
         # Hot path: a plain dict read (atomic under the GIL) and one clock call; writes
-        # take the lock. Bounded by key_cache_size (entries past their stale limit go
-        # first, then the oldest). Keys are lower-case app UUIDs.
+        # take the lock. Bounded by key_cache_size (expired entries go first, then the oldest).
         self._keys: dict[str, _Entry] = {}
         self._unknown: TTLCache[str, bool] = TTLCache(
             maxsize=config.key_cache_size, ttl=config.negative_cache_ttl, timer=clock
@@ -121,38 +121,232 @@ class LocalKeySource:
         self._open_until = float("-inf")  # circuit breaker: no lookups before this time
         self._outage = False
         self.fetch_count = 0
+        # Async fetches (aget_public_key): the httpx client, built on first use, and
+        # the fetch tasks in progress (held here so they are not collected mid-fetch).
+        self._async_client = async_client
+        self._fetch_tasks: set[asyncio.Task[None]] = set()
         forksafe.register(self)
 
     def _after_fork_in_child(self) -> None:
         # Keep the cached keys; a lock or a fetch in flight belongs to a parent's thread
-        # that does not exist here (it would never be released or finish).
+        # (or event loop) that does not exist here (it would never be released or finish).
         self._lock = threading.Lock()
         self._in_flight = {}
+        self._fetch_tasks = set()
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
         entry = self._keys.get(app_uuid)
         if entry is not None and entry.expires_at > self._clock():
             return entry.key
-        return self._lookup(app_uuid.lower())
-
-    def _lookup(self, uid: str) -> rsa.RSAPublicKey:
+        uid = app_uuid.lower()  # UUIDs are case-insensitive: one cache entry, one lookup
         entry = self._keys.get(uid)
         if entry is not None and entry.expires_at > self._clock():
-            return entry.key  # the header had another case than the cache
+            return entry.key
         try:
-            with self._lock:
-                if uid in self._unknown:
-                    raise InauthenticError(f"app {uid!r} is not known to the MAuth service")
-                flight, leader = self._join_or_lead(uid, fast_fail=True)
-            result = self._run(uid, flight, leader)
+            return self._blocking_lookup(uid)
         except UnableToAuthenticateError:
             stale = self._stale_key(uid)
             if stale is None:
                 raise
             return stale
-        if result is None:
-            raise InauthenticError(f"app {uid!r} is not known to the MAuth service")
-        return result.key
+
+    def _blocking_lookup(self, app_uuid: str) -> rsa.RSAPublicKey:
+        flight, leader = self._join(app_uuid, fast_fail=True)
+        return _key_of(self._run_flight(app_uuid, flight, leader), app_uuid)
+
+    def _run_flight(
+        self, app_uuid: str, flight: Future[_Entry | None], leader: bool
+    ) -> _Entry | None:
+        """Run the fetch (leader) or wait for it (followers), on this thread."""
+        if leader:
+            try:
+                result = self._fetch(app_uuid)
+            except BaseException as exc:
+                flight.set_exception(exc)
+                raise
+            else:
+                flight.set_result(result)
+            finally:
+                self._land(app_uuid, flight)
+        try:
+            return flight.result(timeout=self._wait_limit())
+        except TimeoutError:
+            raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
+
+    # --- one single-flight for threads and event loops (issue 11 item 2) -------------------
+
+    def _join(
+        self, app_uuid: str, *, fast_fail: bool = False
+    ) -> tuple[Future[_Entry | None], bool]:
+        """The fetch in flight for ``app_uuid`` and whether the caller leads it (starts
+        it); raises when the app is cached as unknown. A thread and a task asking at
+        once share one :class:`concurrent.futures.Future`, so one fetch."""
+        with self._lock:
+            if app_uuid in self._unknown:
+                raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+            flight = self._in_flight.get(app_uuid)
+            if flight is not None:
+                return flight, False
+            if fast_fail and self._clock() < self._open_until:  # the circuit breaker
+                raise UnableToAuthenticateError(
+                    f"the MAuth service failed a moment ago; not asking it for the key of "
+                    f"app {app_uuid!r} for {self.config.lookup_failure_cooldown:g} s"
+                )
+            flight = self._in_flight[app_uuid] = Future()
+            return flight, True
+
+    def _land(self, app_uuid: str, flight: Future[_Entry | None]) -> None:
+        with self._lock:
+            if self._in_flight.get(app_uuid) is flight:
+                del self._in_flight[app_uuid]
+
+    def _wait_limit(self) -> float:
+        # Followers wait no longer than the leader can take.
+        config = self.config
+        return (config.connect_timeout + config.read_timeout) * (config.retries + 1) + 5
+
+    async def aget_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:
+        """:meth:`get_public_key` for an event loop (asyncio): a missing key is fetched
+        on ``httpx.AsyncClient`` (:class:`AsyncMAuthServiceClient`), not in a thread.
+
+        Same cache and same single-flight as the blocking method: whichever of a
+        thread or a task asks first fetches, the others wait for that fetch. The
+        fetch runs as its own task, so cancelling a waiting request (its client went
+        away) cancels only its wait: the fetch finishes for the others, and the
+        in-flight entry is always cleared.
+        """
+        entry = self._keys.get(app_uuid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        uid = app_uuid.lower()
+        entry = self._keys.get(uid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        try:
+            return await self._async_lookup(uid)
+        except UnableToAuthenticateError:
+            stale = self._stale_key(uid)
+            if stale is None:
+                raise
+            return stale
+
+    async def _async_lookup(self, app_uuid: str) -> rsa.RSAPublicKey:
+        if not _httpx_installed():  # no async transport: the blocking fetch, in a thread
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(None, self._blocking_lookup, app_uuid)
+        flight, leader = self._join(app_uuid, fast_fail=True)
+        if leader:
+            task = asyncio.get_running_loop().create_task(self._fetch_async(app_uuid, flight))
+            self._fetch_tasks.add(task)
+            task.add_done_callback(self._fetch_tasks.discard)
+        try:
+            # shield: a waiter's cancellation (or timeout) must not cancel the shared
+            # Future, which wrap_future would otherwise do.
+            result = await asyncio.wait_for(
+                asyncio.shield(asyncio.wrap_future(flight)), self._wait_limit()
+            )
+        except asyncio.TimeoutError:
+            raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
+        return _key_of(result, app_uuid)
+
+    async def _fetch_async(self, app_uuid: str, flight: Future[_Entry | None]) -> None:
+        try:
+            with self._lock:
+                self.fetch_count += 1
+            try:
+                answer = await self._async_service().security_token(app_uuid)
+            except UnableToAuthenticateError:
+                self._trip()
+                raise
+            self._recovered()
+            result = self._accept(app_uuid, answer.key, answer.ttl)
+        except asyncio.CancelledError:  # the loop is shutting down
+            flight.set_exception(UnableToAuthenticateError("the key fetch was cancelled"))
+            raise
+        except BaseException as exc:
+            flight.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            flight.set_result(result)
+        finally:
+            self._land(app_uuid, flight)
+
+    def _async_service(self) -> AsyncMAuthServiceClient:
+        if self._async_client is None:
+            from .key_service_httpx import AsyncMAuthServiceClient
+
+            self._async_client = AsyncMAuthServiceClient(self.config)
+        return self._async_client
+
+    def _accept(self, app_uuid: str, key: rsa.RSAPublicKey | None, ttl: float) -> _Entry | None:
+        """Cache a fetch's answer: a key for ``ttl`` seconds (not at all for 0), or the
+        app as unknown (``key`` None) for the negative-cache time."""
+        if key is None:
+            with self._lock:
+                self._unknown[app_uuid] = True
+                self._keys.pop(app_uuid, None)  # deleted at the service: stop trusting it
+            logger.warning("MAuth service does not know app %r (404)", app_uuid)
+            return None
+        now = self._clock()
+        entry = _Entry(key, now + ttl, now)
+        if ttl > 0:
+            with self._lock:
+                self._store(app_uuid, entry)
+        return entry
+
+    def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey | None:
+        """Without blocking or fetching: the cached key, or None when a fetch would be
+        needed; raises :class:`InauthenticError` when the app is cached as unknown.
+        Lets an event loop verify inline when no I/O is needed."""
+        entry = self._keys.get(app_uuid) or self._keys.get(app_uuid.lower())
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        with self._lock:  # held only for dictionary updates, never across a fetch
+            unknown = app_uuid.lower() in self._unknown
+        if unknown:
+            raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+        return None
+
+    def _fetch(self, app_uuid: str) -> _Entry | None:
+        # Percent-encode everything: "../" in a header must not reach another path (section 5).
+        path = f"/security_tokens/{quote(app_uuid, safe='')}.json"
+        with self._lock:
+            self.fetch_count += 1
+        try:
+            response = self.client.request("GET", path)
+        except UnableToAuthenticateError:
+            self._trip()
+            raise
+        if response.status_code >= 500:
+            self._trip()
+        else:
+            self._recovered()
+        if response.status_code == 404:
+            return self._accept(app_uuid, None, 0)
+        if response.status_code != 200:
+            raise UnableToAuthenticateError(
+                f"the MAuth service answered {response.status_code} when asked for the public "
+                f"key of app {app_uuid!r}"
+            )
+        key = _parse_security_token(response.content, app_uuid)
+        ttl = max_age(
+            response.headers.get("Cache-Control"),
+            self.config.default_key_ttl,
+            self.config.max_key_ttl,
+        )
+        return self._accept(app_uuid, key, ttl)
+
+    def _store(self, app_uuid: str, entry: _Entry) -> None:
+        keys = self._keys
+        keys.pop(app_uuid, None)
+        if len(keys) >= self.config.key_cache_size:
+            limit = self._clock() - self.config.max_stale
+            for stale in [k for k, e in keys.items() if e.expires_at <= limit]:
+                del keys[stale]
+            while len(keys) >= max(self.config.key_cache_size, 1):
+                del keys[next(iter(keys))]  # the oldest insertion
+        keys[app_uuid] = entry
 
     def refresh_public_key(
         self, app_uuid: str, failed_key: object = None
@@ -178,9 +372,10 @@ class LocalKeySource:
                 if now < self._open_until:
                     return None
                 self._refetched[uid] = now
-                flight, leader = self._join_or_lead(uid, fast_fail=False)
+                flight = self._in_flight[uid] = Future()
+                leader = True
         try:
-            result = self._run(uid, flight, leader)
+            result = self._run_flight(uid, flight, leader)
         except (InauthenticError, UnableToAuthenticateError):
             return None
         if result is None:
@@ -205,40 +400,6 @@ class LocalKeySource:
     def clear(self) -> None:
         """Forget every cached key and every cached 404."""
         self.invalidate()
-
-    # --- single flight ---------------------------------------------------------------
-
-    def _join_or_lead(self, uid: str, *, fast_fail: bool) -> tuple[Future[_Entry | None], bool]:
-        """The in-flight fetch of ``uid`` to wait for, or a new one to run (the lock is held)."""
-        flight = self._in_flight.get(uid)
-        if flight is not None:
-            return flight, False
-        if fast_fail and self._clock() < self._open_until:
-            raise UnableToAuthenticateError(
-                f"the MAuth service failed a moment ago; not asking it for the key of app "
-                f"{uid!r} for {self.config.lookup_failure_cooldown:g} s"
-            )
-        flight = self._in_flight[uid] = Future()
-        return flight, True
-
-    def _run(self, uid: str, flight: Future[_Entry | None], leader: bool) -> _Entry | None:
-        if leader:
-            try:
-                result = self._fetch(uid)
-            except BaseException as exc:
-                flight.set_exception(exc)
-                raise
-            else:
-                flight.set_result(result)
-            finally:
-                with self._lock:
-                    del self._in_flight[uid]
-        # Followers wait no longer than the leader can take.
-        limit = self.config.lookup_deadline + 5  # the leader's whole lookup is bounded so
-        try:
-            return flight.result(timeout=limit)
-        except TimeoutError:
-            raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
 
     # --- failures ---------------------------------------------------------------------
 
@@ -285,69 +446,16 @@ class LocalKeySource:
             )
         return entry.key
 
-    # --- fetching ---------------------------------------------------------------------
 
-    def cached_key(self, app_uuid: str) -> rsa.RSAPublicKey | None:
-        """Without blocking or fetching: the cached key, or None when a fetch would be
-        needed; raises :class:`InauthenticError` when the app is cached as unknown.
-        Lets an event loop verify inline when no I/O is needed."""
-        entry = self._keys.get(app_uuid) or self._keys.get(app_uuid.lower())
-        if entry is not None and entry.expires_at > self._clock():
-            return entry.key
-        with self._lock:  # held only for dictionary updates, never across a fetch
-            unknown = app_uuid.lower() in self._unknown
-        if unknown:
-            raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
-        return None
+@functools.cache
+def _httpx_installed() -> bool:
+    return importlib.util.find_spec("httpx") is not None
 
-    def _fetch(self, app_uuid: str) -> _Entry | None:
-        # Percent-encode everything: "../" in a header must not reach another path (section 5).
-        path = f"/security_tokens/{quote(app_uuid, safe='')}.json"
-        with self._lock:
-            self.fetch_count += 1
-        try:
-            response = self.client.request("GET", path)
-        except UnableToAuthenticateError:
-            self._trip()
-            raise
-        if response.status_code >= 500:
-            self._trip()
-        else:
-            self._recovered()
-        if response.status_code == 404:
-            with self._lock:
-                self._unknown[app_uuid] = True
-                self._keys.pop(app_uuid, None)  # deleted at the service: stop trusting it
-            logger.warning("MAuth service does not know app %r (404)", app_uuid)
-            return None
-        if response.status_code != 200:
-            raise UnableToAuthenticateError(
-                f"the MAuth service answered {response.status_code} when asked for the public "
-                f"key of app {app_uuid!r}"
-            )
-        key = _parse_security_token(response.content, app_uuid)
-        ttl = max_age(
-            response.headers.get("Cache-Control"),
-            self.config.default_key_ttl,
-            self.config.max_key_ttl,
-        )
-        now = self._clock()
-        entry = _Entry(key, now + ttl, now)
-        if ttl > 0:
-            with self._lock:
-                self._store(app_uuid, entry)
-        return entry
 
-    def _store(self, app_uuid: str, entry: _Entry) -> None:
-        keys = self._keys
-        keys.pop(app_uuid, None)
-        if len(keys) >= self.config.key_cache_size:
-            limit = self._clock() - self.config.max_stale
-            for stale in [k for k, e in keys.items() if e.expires_at <= limit]:
-                del keys[stale]
-            while len(keys) >= max(self.config.key_cache_size, 1):
-                del keys[next(iter(keys))]  # the oldest insertion
-        keys[app_uuid] = entry
+def _key_of(result: _Entry | None, app_uuid: str) -> rsa.RSAPublicKey:
+    if result is None:
+        raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
+    return result.key
 
 
 def _parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:

@@ -191,6 +191,20 @@ class RequestGuard:
             return self._failure(exc)
         return pre
 
+    async def alookup(self, pre: Outcome) -> Outcome:
+        """:meth:`lookup` for an event loop: a missing key is fetched without blocking
+        the loop or taking a thread (:meth:`Authenticator.alookup_keys`). Remote mode
+        needs no key here (the ticket is checked with the body)."""
+        prechecked = pre.prechecked
+        authenticator = self._authenticator or self.authenticator
+        if prechecked is None or authenticator.ticket_checker is not None:
+            return pre
+        try:
+            await authenticator.alookup_keys(prechecked)
+        except MAuthError as exc:
+            return self._failure(exc)
+        return pre
+
     def check(
         self,
         method: str,

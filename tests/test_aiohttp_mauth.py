@@ -305,14 +305,25 @@ def test_slow_key_service_delays_only_the_caller_that_needs_it(
 
 
 def test_client_disconnect_during_the_body_leaves_no_task(
-    server: tuple[str, web.Application],
+    server: tuple[str, web.Application], caller: AppIdentity
 ) -> None:
+    from mauth_client.signable import RequestSignable
+    from mauth_client.signer import Signer
+
     base, app = server
     host, port = base.removeprefix("http://").split(":")
+    # Signed, so the checks before the body pass and the middleware reads it.
+    signed = Signer(caller.app_uuid, caller.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/x", body=b"x" * 100000)
+    )
+    head = "".join(f"{name}: {value}\r\n" for name, value in signed.items()).encode()
     for _ in range(3):
         with socket.create_connection((host, int(port)), timeout=10) as sock:
             sock.sendall(
-                b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n\r\n" + b"x" * 1000
+                b"POST /x HTTP/1.1\r\nHost: h\r\nContent-Length: 100000\r\n"
+                + head
+                + b"\r\n"
+                + b"x" * 1000
             )
             time.sleep(0.1)  # the middleware is now waiting in request.read()
     deadline = time.monotonic() + 10

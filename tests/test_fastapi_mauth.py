@@ -21,13 +21,21 @@ from .servers import uvicorn_server
 
 
 class RecordingKeySource(LocalKeySource):
-    """The real cached key source, noting which thread each lookup ran on."""
+    """The real cached key source, noting which thread each lookup ran on and how."""
 
-    threads: list[int]
+    threads: list[tuple[str, int]]
 
     def get_public_key(self, app_uuid: str) -> Any:
-        self.threads.append(threading.get_ident())
+        self.threads.append(("blocking", threading.get_ident()))
         return super().get_public_key(app_uuid)
+
+    async def aget_public_key(self, app_uuid: str) -> Any:
+        self.threads.append(("async", threading.get_ident()))
+        return await super().aget_public_key(app_uuid)
+
+    def cached_key(self, app_uuid: str) -> Any:
+        self.threads.append(("cached", threading.get_ident()))
+        return super().cached_key(app_uuid)
 
 
 def make_app(required: MAuthRequired, *, with_install: bool = True) -> FastAPI:
@@ -154,9 +162,11 @@ def test_form_route_is_a_clear_500(dependency: MAuthRequired, caller: AppIdentit
     assert "MAuthASGIMiddleware" in answer.json()["errors"]["mauth"][0]
 
 
-def test_cached_key_checked_on_the_loop_fetch_in_a_thread(
+def test_cached_key_checked_on_the_loop_fetch_without_a_thread(
     service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
 ) -> None:
+    """Issue 11 item 2: the first request fetches the key with the async key source on
+    the event loop (no worker thread); the next ones find it cached, on the loop."""
     config = service.config_for(me)
     source = RecordingKeySource(config)
     source.threads = []
@@ -166,9 +176,12 @@ def test_cached_key_checked_on_the_loop_fetch_in_a_thread(
         for _ in range(3):
             assert client.post("/orders", json={}, auth=auth).status_code == 200
     loop_threads = app.state.handler_threads
-    assert len(source.threads) == 3 and len(set(loop_threads)) == 1
-    assert source.threads[0] != loop_threads[0]  # the first lookup fetched: a worker thread
-    assert source.threads[1:] == loop_threads[1:]  # cached: on the event loop itself
+    assert len(set(loop_threads)) == 1
+    loop_thread = loop_threads[0]
+    hows = [how for how, _ in source.threads]
+    assert hows.count("async") == 1 and "blocking" not in hows  # one async fetch
+    assert hows[hows.index("async") + 1 :] == ["cached", "cached"]  # then from the cache
+    assert {thread for _, thread in source.threads} == {loop_thread}  # never a worker thread
     assert service.calls("security_tokens") == 1
 
 
@@ -224,10 +237,19 @@ def scope_for(path: str = "/orders", headers: list[tuple[bytes, bytes]] | None =
 
 
 def test_client_disconnect_during_the_body_leaves_nothing_behind(
-    dependency: MAuthRequired,
+    dependency: MAuthRequired, caller: AppIdentity
 ) -> None:
+    from mauth_client.signable import RequestSignable
+    from mauth_client.signer import Signer
+
     app = make_app(dependency)
     sent: list[dict[str, Any]] = []
+    # Signed, so the checks before the body pass and the body is read (and cut short).
+    signed = Signer(caller.app_uuid, caller.private_key, "v2").signed_headers(
+        RequestSignable(method="POST", url="/orders", body=b'{"a": 1}')
+    )
+    headers = [(b"content-type", b"application/json")]
+    headers += [(k.lower().encode(), v.encode()) for k, v in signed.items()]
 
     async def run() -> list[asyncio.Task[Any]]:
         messages = iter(
@@ -243,7 +265,7 @@ def test_client_disconnect_during_the_body_leaves_nothing_behind(
         async def send(message: dict[str, Any]) -> None:
             sent.append(message)
 
-        await app(scope_for(), receive, send)
+        await app(scope_for(headers=headers), receive, send)
         return [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
 
     assert asyncio.run(run()) == []

@@ -1,71 +1,31 @@
-"""The framework-free service protocol driven by an async transport (httpx.AsyncClient),
-against real servers: the same rules as the requests transport, written once."""
+"""The framework-free service protocol driven by the async transport
+(:mod:`mauth_client.key_service_httpx`, httpx.AsyncClient), against real servers: the
+same rules as the requests transport, written once."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from typing import Any
 
-import anyio
-import httpx
 import pytest
 
 from mauth_client.exceptions import UnableToAuthenticateError
-from mauth_client.key_service import (
-    AnswerTooLarge,
-    KeyServiceProtocol,
-    Send,
-    ServiceAnswer,
-    ServiceTimedOut,
-    ServiceUnreachable,
-    run_async,
-)
+from mauth_client.key_service import KeyServiceProtocol
+from mauth_client.key_service_httpx import AsyncMAuthServiceClient
 from mauth_client.keys import public_key_pem
 from mauth_client.testing import AppIdentity, LocalMAuthService
 
 from .security._servers import Recorder, keep_alive_server
 
 
-def httpx_transport(client: httpx.AsyncClient) -> Callable[[Send], Any]:
-    async def send(step: Send) -> ServiceAnswer:
-        request = step.request
-        timeout = httpx.Timeout(step.read_timeout, connect=step.connect_timeout)
-        try:
-            with anyio.fail_after(max(step.deadline - time.monotonic(), 0)):
-                async with client.stream(
-                    request.method,
-                    request.url,
-                    headers=dict(request.headers),
-                    content=request.body,
-                    timeout=timeout,
-                ) as response:
-                    body = b""
-                    async for chunk in response.aiter_bytes():
-                        body += chunk
-                        if len(body) > step.max_bytes:
-                            raise AnswerTooLarge("body")
-        except TimeoutError:
-            raise ServiceTimedOut("deadline", deadline=True) from None
-        except httpx.TimeoutException as exc:
-            raise ServiceTimedOut(type(exc).__name__) from None
-        except httpx.TransportError as exc:
-            raise ServiceUnreachable(type(exc).__name__) from None
-        headers = {k.lower(): v for k, v in response.headers.items()}
-        return ServiceAnswer(response.status_code, headers, body)
-
-    return send
-
-
 async def lookup(protocol: KeyServiceProtocol, app_uuid: str) -> Any:
-    async with httpx.AsyncClient(follow_redirects=False) as client:
-        answer = await run_async(
-            protocol.call(protocol.security_token_request(app_uuid)),
-            httpx_transport(client),
-            asyncio.sleep,
-        )
-    return protocol.security_token_answer(answer, app_uuid)
+    """The library's httpx.AsyncClient transport (key_service_httpx), driven by run_async."""
+    client = AsyncMAuthServiceClient(protocol.config)
+    try:
+        return await client.security_token(app_uuid)
+    finally:
+        await client.aclose()
 
 
 def test_async_transport_fetches_a_key(service: LocalMAuthService, me: AppIdentity) -> None:

@@ -12,18 +12,19 @@ scopes pass through untouched. The caller's app UUID is in
 ``scope["mauth.app_uuid"]`` (and ``mauth.authentic``, ``mauth.protocol_version``).
 
 With the caller's key cached, the check runs on the event loop (an RSA verify is
-tens of microseconds); only a key fetch, a remote-mode ticket or a spooled body's
-hashing goes to a worker thread, so a slow MAuth service delays only the requests
-that need it.
+tens of microseconds); a missing key is fetched on ``httpx.AsyncClient`` (one fetch
+per app, shared with threads), so a slow MAuth service delays only the requests
+that need it. A remote-mode ticket or a spooled body's hashing goes to a worker
+thread (:mod:`mauth_client.async_guard`, shared with the other async adapters).
 """
 
 from __future__ import annotations
 
-import asyncio
 import tempfile
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import IO, Any
 
+from .. import async_guard
 from ..body import BodyTooLargeError
 from ..consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
 from ..exceptions import BodyReadError
@@ -48,7 +49,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _content_length(headers: list[tuple[Any, Any]]) -> int | None:
+def _content_length(headers: Sequence[tuple[Any, Any]]) -> int | None:
     """The declared ``Content-Length``, or None (absent or unreadable: the server
     frames the body, and the size limit is then enforced while reading)."""
     for key, value in headers:
@@ -74,23 +75,15 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
             await self.app(scope, receive, send)
             return
         method = scope.get("method", "GET")
-        headers = [(k, v) for k, v in scope.get("headers", [])]
+        headers = scope.get("headers") or ()  # pairs of bytes, read twice, never copied
+        if not isinstance(headers, (list, tuple)):
+            headers = list(headers)
         signed = Signed.from_headers(headers)
         guard = self.guard
-        loop = asyncio.get_running_loop()
-        # Checks that need no body and no I/O, on the loop.
-        pre = guard.precheck(
-            method, query, signed, content_length=_content_length(headers), lookup=False
+        # Everything that needs no body, and the caller's key, before the body.
+        pre = await async_guard.precheck(
+            guard, method, query, signed, content_length=_content_length(headers)
         )
-        if pre.go_on:
-            ready = guard.cached(pre)  # the key (or "unknown app") from cache, no I/O
-            if ready is None:
-                # A key fetch (or remote mode): off the loop, still before the body.
-                ready = await loop.run_in_executor(None, guard.lookup, pre)
-                inline = False
-            else:
-                inline = True
-            pre = ready
         if not pre.go_on:
             await self._error(send, pre.status, pre.message, method)
             return
@@ -104,14 +97,7 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         except BodyReadError as exc:
             await self._error(send, 401, str(exc), method)
             return
-        prechecked = pre.prechecked
-        if inline and isinstance(body, bytes):
-            outcome = guard.check(method, path, query, signed, body, prechecked=prechecked)
-        else:  # a key fetch or ticket, or a spooled body to hash: not on the loop
-            outcome = await loop.run_in_executor(
-                None,
-                lambda: guard.check(method, path, query, signed, body, prechecked=prechecked),
-            )
+        outcome = await async_guard.check(guard, method, path, query, signed, body, pre)
         if not outcome.ok:
             await self._error(send, outcome.status, outcome.message, method)
             return
@@ -126,12 +112,20 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         """The body: bytes up to ``spool_threshold``, past it a temporary file written
         as the chunks arrive (never more than the threshold held in memory);
         :class:`BodyTooLargeError` as soon as it grows past ``limit``."""
+        message = await receive()
+        if message.get("type") == "http.request" and not message.get("more_body", False):
+            # The common case: the whole body in one message, taken as it is.
+            chunk = message.get("body", b"")
+            if type(chunk) is bytes and (limit is None or len(chunk) <= limit):
+                return chunk
         buffer = bytearray()
         spooled: IO[bytes] | None = None
         total = 0
+        pending: Message | None = message
         try:
             while True:
-                message = await receive()
+                message = pending if pending is not None else await receive()
+                pending = None
                 kind = message.get("type")
                 if kind == "http.disconnect":
                     raise _ClientGone

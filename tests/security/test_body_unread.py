@@ -84,6 +84,25 @@ async def lifespan(receive: Any, send: Any) -> None:
             return
 
 
+def counting_asgi(app: Any, received: list[int]) -> Any:
+    """The ASGI side of the measurement: notes the size of each body message ``app``
+    receives (and answers ``lifespan`` itself)."""
+
+    async def counting(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await lifespan(receive, send)
+            return
+
+        async def counted() -> Any:
+            message = await receive()
+            received.append(len(message.get("body", b"")))
+            return message
+
+        await app(scope, counted, send)
+
+    return counting
+
+
 def echo_wsgi(environ: dict[str, Any], start_response: Any) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"reached"]
@@ -167,17 +186,7 @@ def test_asgi_middleware_answers_401_before_the_body(
 
     middleware = MAuthASGIMiddleware(app, config=service.config_for(me))
 
-    async def counting(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-
-        async def counted() -> Any:
-            message = await receive()
-            received.append(len(message.get("body", b"")))
-            return message
-
-        await middleware(scope, counted, send)
+    counting = counting_asgi(middleware, received)
 
     with uvicorn_server(counting) as base:
         for name, headers in hostile_headers(service).items():
@@ -225,17 +234,7 @@ def test_413_asgi(service: LocalMAuthService, me: AppIdentity, caller: AppIdenti
 
     middleware = MAuthASGIMiddleware(app, config=service.config_for(me), max_body_size=limit)
 
-    async def counting(scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] == "lifespan":
-            await lifespan(receive, send)
-            return
-
-        async def counted() -> Any:
-            message = await receive()
-            received.append(len(message.get("body", b"")))
-            return message
-
-        await middleware(scope, counted, send)
+    counting = counting_asgi(middleware, received)
 
     headers = signed_headers(caller, "POST", "/upload")
     with uvicorn_server(counting) as base:

@@ -5,6 +5,7 @@ Each test runs a real server on 127.0.0.1 playing a hostile or broken MAuth serv
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import socket
@@ -28,6 +29,20 @@ from mauth_client.testing import AppIdentity, LocalMAuthService, generate_identi
 from ._servers import Recorder, keep_alive_server, raw_server, read_request_head
 
 StartResponse = Callable[..., Any]
+Fetch = Callable[[LocalKeySource, str], Any]
+
+
+@pytest.fixture(params=["blocking", "async"])
+def fetch(request: pytest.FixtureRequest) -> Fetch:
+    """A key fetch through the blocking path (requests) or the async one
+    (httpx.AsyncClient, issue 11 item 2): the same rules hold for both."""
+    if request.param == "blocking":
+        return lambda source, app_uuid: source.get_public_key(app_uuid)
+
+    def fetch_async(source: LocalKeySource, app_uuid: str) -> Any:
+        return asyncio.run(source.aget_public_key(app_uuid))
+
+    return fetch_async
 
 
 def config_for(me: AppIdentity, url: str, **overrides: Any) -> Config:
@@ -54,14 +69,14 @@ def answering(body: bytes, status: str = "200 OK") -> Callable[..., list[bytes]]
 # --- An answer for another app -------------------------------------------------------------
 
 
-def test_answer_naming_another_app_is_refused(me: AppIdentity) -> None:
+def test_answer_naming_another_app_is_refused(me: AppIdentity, fetch: Fetch) -> None:
     victim, attacker = generate_identity(), generate_identity()
     # The service (or whatever answers in its place) returns the attacker's token when
     # asked for the victim's key: the attacker could then sign as the victim.
     with keep_alive_server(answering(token(attacker, attacker.app_uuid))) as url:
         source = LocalKeySource(config_for(me, url))
         with pytest.raises(UnableToAuthenticateError, match="key of another app"):
-            source.get_public_key(victim.app_uuid)
+            fetch(source, victim.app_uuid)
         # End to end: a request the attacker signs under the victim's UUID is not accepted.
         body = b"transfer"
         headers = Signer(victim.app_uuid, attacker.private_key, "v2").signed_headers(
@@ -73,19 +88,19 @@ def test_answer_naming_another_app_is_refused(me: AppIdentity) -> None:
         assert (ok, status) == (False, 500)
 
 
-def test_answer_without_app_uuid_is_refused(me: AppIdentity) -> None:
+def test_answer_without_app_uuid_is_refused(me: AppIdentity, fetch: Fetch) -> None:
     other = generate_identity()
     with (
         keep_alive_server(answering(token(other))) as url,
         pytest.raises(UnableToAuthenticateError, match=r"no security_token\.app_uuid"),
     ):
-        LocalKeySource(config_for(me, url)).get_public_key(other.app_uuid)
+        fetch(LocalKeySource(config_for(me, url)), other.app_uuid)
 
 
-def test_app_uuid_matches_case_insensitively(me: AppIdentity) -> None:
+def test_app_uuid_matches_case_insensitively(me: AppIdentity, fetch: Fetch) -> None:
     other = generate_identity()
     with keep_alive_server(answering(token(other, other.app_uuid.upper()))) as url:
-        key = LocalKeySource(config_for(me, url)).get_public_key(other.app_uuid)
+        key = fetch(LocalKeySource(config_for(me, url)), other.app_uuid)
     assert public_key_pem(key).strip() == other.public_key.strip()
 
 
@@ -119,7 +134,7 @@ def test_redirect_to_another_origin_is_not_followed(
     assert elsewhere.seen == []  # the other origin received nothing, signed or not
 
 
-def test_same_origin_redirect_is_followed_and_signed_again(me: AppIdentity) -> None:
+def test_same_origin_redirect_is_followed_and_signed_again(me: AppIdentity, fetch: Fetch) -> None:
     service = LocalMAuthService()
     service.add_app(me.app_uuid, me.public_key)
     caller = service.new_app()
@@ -137,12 +152,12 @@ def test_same_origin_redirect_is_followed_and_signed_again(me: AppIdentity) -> N
 
     with keep_alive_server(moving) as url:
         source = LocalKeySource(config_for(me, url, sign_versions="v2"))
-        key = source.get_public_key(caller.app_uuid)
+        key = fetch(source, caller.app_uuid)
     assert public_key_pem(key).strip() == caller.public_key.strip()
     assert service.calls("security_tokens", caller.app_uuid) == 1
 
 
-def test_redirect_loop_on_the_same_origin_is_bounded(me: AppIdentity) -> None:
+def test_redirect_loop_on_the_same_origin_is_bounded(me: AppIdentity, fetch: Fetch) -> None:
     hits = []
 
     def loop(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -154,14 +169,14 @@ def test_redirect_loop_on_the_same_origin_is_bounded(me: AppIdentity) -> None:
         keep_alive_server(loop) as url,
         pytest.raises(UnableToAuthenticateError, match="redirected more than 3 times"),
     ):
-        LocalKeySource(config_for(me, url)).get_public_key(generate_identity().app_uuid)
+        fetch(LocalKeySource(config_for(me, url)), generate_identity().app_uuid)
     assert len(hits) == 4
 
 
 # --- Size --------------------------------------------------------------------------------
 
 
-def test_oversize_answer_is_refused(me: AppIdentity) -> None:
+def test_oversize_answer_is_refused(me: AppIdentity, fetch: Fetch) -> None:
     other = generate_identity()
     document = json.loads(token(other, other.app_uuid))
     document["padding"] = "x" * (70 * 1024)  # a valid token, but 70 KiB
@@ -169,10 +184,10 @@ def test_oversize_answer_is_refused(me: AppIdentity) -> None:
         keep_alive_server(answering(json.dumps(document).encode())) as url,
         pytest.raises(UnableToAuthenticateError, match="larger than 64 KiB"),
     ):
-        LocalKeySource(config_for(me, url)).get_public_key(other.app_uuid)
+        fetch(LocalKeySource(config_for(me, url)), other.app_uuid)
 
 
-def test_endless_answer_is_cut_short(me: AppIdentity) -> None:
+def test_endless_answer_is_cut_short(me: AppIdentity, fetch: Fetch) -> None:
     """No Content-Length, an endless chunked body: the client stops reading after 64 KiB."""
     sent = []
     total = 200 * 1024 * 1024
@@ -187,7 +202,7 @@ def test_endless_answer_is_cut_short(me: AppIdentity) -> None:
     with keep_alive_server(endless) as url:
         started = time.monotonic()
         with pytest.raises(UnableToAuthenticateError, match="larger than 64 KiB"):
-            LocalKeySource(config_for(me, url)).get_public_key(generate_identity().app_uuid)
+            fetch(LocalKeySource(config_for(me, url)), generate_identity().app_uuid)
         elapsed = time.monotonic() - started
     assert sum(sent) < total // 2  # the server was stopped long before the end
     assert elapsed < 10
@@ -196,7 +211,7 @@ def test_endless_answer_is_cut_short(me: AppIdentity) -> None:
 # --- Duration ----------------------------------------------------------------------------
 
 
-def test_drip_fed_body_is_bounded_by_the_deadline(me: AppIdentity) -> None:
+def test_drip_fed_body_is_bounded_by_the_deadline(me: AppIdentity, fetch: Fetch) -> None:
     """One byte every 0.2 s never trips a 1 s read timeout; the whole-call deadline cuts it."""
     other = generate_identity()
     body = token(other, other.app_uuid)
@@ -218,14 +233,14 @@ def test_drip_fed_body_is_bounded_by_the_deadline(me: AppIdentity) -> None:
         with pytest.raises(
             UnableToAuthenticateError, match=r"did not answer in full within 1\.5 s"
         ):
-            source.get_public_key(other.app_uuid)
+            fetch(source, other.app_uuid)
         elapsed = time.monotonic() - started
         still_dripping = not state["finished"]
     assert elapsed < 4.0  # the deadline (1.5 s) plus scheduling slack, not 100 s
     assert still_dripping and state["dripped"] > 3  # the server was still sending
 
 
-def test_drip_fed_headers_are_bounded_by_the_deadline(me: AppIdentity) -> None:
+def test_drip_fed_headers_are_bounded_by_the_deadline(me: AppIdentity, fetch: Fetch) -> None:
     """Headers sent one byte at a time: the read timeout never fires, the watchdog does."""
     state = {"finished": False}
 
@@ -243,13 +258,13 @@ def test_drip_fed_headers_are_bounded_by_the_deadline(me: AppIdentity) -> None:
         with pytest.raises(
             UnableToAuthenticateError, match=r"did not answer in full within 1\.5 s"
         ):
-            source.get_public_key(generate_identity().app_uuid)
+            fetch(source, generate_identity().app_uuid)
         elapsed = time.monotonic() - started
         assert not state["finished"]
     assert elapsed < 4.0
 
 
-def test_retries_stop_at_the_deadline(me: AppIdentity) -> None:
+def test_retries_stop_at_the_deadline(me: AppIdentity, fetch: Fetch) -> None:
     calls = []
 
     def failing(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -262,7 +277,7 @@ def test_retries_stop_at_the_deadline(me: AppIdentity) -> None:
         config = config_for(me, url, retries=50, retry_backoff=0.05, lookup_deadline=1.5)
         started = time.monotonic()
         with pytest.raises(UnableToAuthenticateError):
-            LocalKeySource(config).get_public_key(generate_identity().app_uuid)
+            fetch(LocalKeySource(config), generate_identity().app_uuid)
         elapsed = time.monotonic() - started
     assert elapsed < 3.5
     assert 2 <= len(calls) < 10  # retried, but not 51 times
