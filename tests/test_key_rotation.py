@@ -270,3 +270,21 @@ def test_rotate_key_serves_the_new_key(service: LocalMAuthService, caller: AppId
     assert rotated.public_key != caller.public_key
     assert service.keys.pem(caller.app_uuid) == rotated.public_key
     assert service.keys.pem(caller.app_uuid.upper()) == rotated.public_key
+
+
+def test_async_lookups_share_the_stale_key_breaker_and_lower_case(
+    short_lived: LocalMAuthService, me: AppIdentity
+) -> None:
+    import asyncio
+
+    caller = short_lived.new_app()
+    clock = FakeClock()
+    source = LocalKeySource(short_lived.config_for(me, retries=0), clock=clock)
+    key = asyncio.run(source.aget_public_key(caller.app_uuid.upper()))
+    assert source.get_public_key(caller.app_uuid) is key  # one entry, lower case
+    assert key_calls(short_lived, caller) == 1
+    clock.now += 61  # expired; then the service goes away
+    short_lived.stop()
+    assert asyncio.run(source.aget_public_key(caller.app_uuid)) is key  # stale
+    with pytest.raises(UnableToAuthenticateError, match="a moment ago"):  # breaker open
+        asyncio.run(source.aget_public_key("00000000-0000-4000-8000-000000000001"))
