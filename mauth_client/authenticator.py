@@ -285,12 +285,7 @@ class Authenticator:
                 except InauthenticError:
                     pass
                 else:
-                    app_uuid = first.app_uuid
-                    shaped = (
-                        app_uuid is not None
-                        and len(app_uuid) == 36
-                        and _UUID_SHAPE.fullmatch(app_uuid) is not None
-                    )
+                    shaped = is_uuid_shaped(first.app_uuid)
             if shaped and first is not None:
                 fallback = not (
                     first.version == 1 or self.v2_only or self.disable_fallback_to_v1 or query
@@ -344,7 +339,7 @@ class Authenticator:
             try:
                 self._precheck_one(info)
             except InauthenticError as exc:
-                failures.append((info, exc))
+                failures.append((info, exc.with_traceback(None)))  # see _fail
             else:
                 passed.extend(infos[index:])  # a fallback is pre-checked only if needed
                 break
@@ -457,14 +452,13 @@ class Authenticator:
                     self._ensure_prechecked(info, prechecked)
                 return self._authenticate_one(signable, info, prechecked.keys)
             except InauthenticError as exc:
-                failures.append((info, exc))
+                failures.append((info, exc.with_traceback(None)))  # see _fail
         self._fail(failures)
 
     def _precheck_one(self, info: SignatureInfo) -> None:
         """Section 4 steps 2 and 3 and the app UUID's shape, for one signature."""
         self._check_time_and_token(info)
-        app_uuid = info.app_uuid
-        if app_uuid is None or len(app_uuid) != 36 or _UUID_SHAPE.fullmatch(app_uuid) is None:
+        if not is_uuid_shaped(info.app_uuid):
             raise InauthenticError(
                 f"the app UUID {info.app_uuid!r} is not a UUID (8-4-4-4-12 hexadecimal digits)"
             )
@@ -475,13 +469,23 @@ class Authenticator:
             checked.prechecked.add(info.version)
 
     def _fail(self, failures: list[tuple[SignatureInfo, InauthenticError]]) -> NoReturn:
-        """Log one WARNING and raise: V1's reason first, then why V2 failed (as before)."""
-        failures.sort(key=lambda pair: pair[0].version)
-        info, error = failures[0]
+        """Log one WARNING and raise: V1's reason first, then why V2 failed (as before).
+
+        The exception raised is a new one (of the same type, with the combined
+        message): re-raising a recorded one would tie it, through its traceback, to
+        the frames holding the list of failures, a cycle only the garbage collector
+        frees, on every failed request."""
         if len(failures) > 1:
-            error = type(error)(f"{error} (after V2 failed: {failures[1][1]})")
-        self.logger.warning("MAuth: app %r V%d inauthentic: %s", info.app_uuid, info.version, error)
-        raise error
+            failures.sort(key=_version)
+        info, error = failures[0]
+        message = (
+            str(error) if len(failures) == 1 else f"{error} (after V2 failed: {failures[1][1]})"
+        )
+        # One preformatted line; a long, hostile app UUID is cut short.
+        _failure_warning(
+            self.logger, f"MAuth: app {info.app_uuid!r:.80} V{info.version} inauthentic: {message}"
+        )
+        raise type(error)(message)
 
     def _warn_v1_query(self, app_uuid: str | None) -> None:
         if app_uuid in self._v1_query_warned or len(self._v1_query_warned) >= 1024:
@@ -522,13 +526,9 @@ class Authenticator:
             assert info.app_uuid is not None
             if self.ticket_checker is not None and isinstance(signable, RequestSignable):
                 self.ticket_checker.check(signable, info)
-            elif not self._signature_valid(signable, info, keys):
-                # Only now, on failure, say whether it was even a signature.
-                why = (
-                    "is not standard base64"
-                    if decode_signature(info.signature) is None
-                    else ("does not match the message")
-                )
+            elif not (valid := self._signature_valid(signable, info, keys)):
+                # None: not even a signature (not standard base64).
+                why = "is not standard base64" if valid is None else "does not match the message"
                 raise InauthenticError(
                     f"Signature verification failed for {label}: the {label} signature of "
                     f"app {info.app_uuid!r} {why}"
@@ -588,7 +588,10 @@ class Authenticator:
             raise UnableToAuthenticateError("this authenticator has no source of public keys")
         key = keys.get(info.app_uuid)
         if key is None:
-            key = keys[info.app_uuid] = _as_key(self.key_source.get_public_key(info.app_uuid))
+            found = self.key_source.get_public_key(info.app_uuid)
+            key = keys[info.app_uuid] = (
+                found if not isinstance(found, (str, bytes)) else _as_key(found)
+            )
         return key
 
     def _signature_valid(
@@ -596,9 +599,10 @@ class Authenticator:
         signable: Signable,
         info: SignatureInfo,
         keys: dict[str, rsa.RSAPublicKey] | None = None,
-    ) -> bool:
+    ) -> bool | None:
         """One RSA operation per signature: the digest it carries is recovered once and
-        compared with the message as received, then its variants (section 4.6)."""
+        compared with the message as received, then its variants (section 4.6).
+        True or False; None when the signature is not even standard base64."""
         key = keys.get(info.app_uuid) if keys and info.app_uuid is not None else None
         if key is None:
             key = self._key_for(info, {} if keys is None else keys)
@@ -619,7 +623,7 @@ class Authenticator:
     ) -> bool:
         raw = decode_signature(info.signature)
         if raw is None:
-            return False
+            return None
         assert info.app_uuid is not None
         if info.version == 2:
             digest = recover_v2(key, raw)
@@ -638,7 +642,7 @@ class Authenticator:
         expected = signable.v1_hexdigest(info.app_uuid, info.time)
         if expected is not None and hmac.compare_digest(recovered, expected):
             return True  # the message as received: the common case
-        for variant in signable.variants():  # built only now
+        for variant in signable.variants(query=False):  # built only now; V1 has no query
             expected = variant.v1_hexdigest(info.app_uuid, info.time)
             if expected is not None and hmac.compare_digest(recovered, expected):
                 return True
@@ -662,6 +666,26 @@ def _v2_variants(signable: Signable, first: bytes, app_uuid: str, time: str) -> 
                 yield head + b"\n" + alternative
 
 
+def _failure_warning(logger: logging.Logger, line: str) -> None:
+    """``logger.warning(line)`` for the one line a failed request logs, minus the stack
+    walk (``findCaller``) that finds where it was called from, a fifth of logging's
+    cost per failure: the record names :meth:`Authenticator._fail`, its only caller.
+    Level, ``disabled``, filters, handlers and propagation are the logger's own. Other
+    logger-like objects (adapters, structlog, upstream users' own) get ``.warning``."""
+    if not isinstance(logger, logging.Logger):
+        logger.warning(line)
+    elif logger.isEnabledFor(logging.WARNING):
+        logger.handle(
+            logger.makeRecord(
+                logger.name, logging.WARNING, __file__, _FAIL_LINE, line, (), None, "_fail"
+            )
+        )
+
+
+def _version(failure: tuple[SignatureInfo, InauthenticError]) -> int:
+    return failure[0].version
+
+
 def _as_key(found: object) -> rsa.RSAPublicKey:
     # Key sources may answer with PEM; a key object needs no (ABC-checked) reload.
     return load_public_key(found) if isinstance(found, (str, bytes)) else found  # type: ignore[return-value]
@@ -681,8 +705,20 @@ _UUID_SHAPE = re.compile(
 
 def is_uuid_shaped(value: str | None) -> bool:
     """True for 8-4-4-4-12 hexadecimal digits (any case), the whole value: anything
-    else is refused before any key lookup (``mauth-protocol.md`` section 1)."""
-    return value is not None and len(value) == 36 and _UUID_SHAPE.fullmatch(value) is not None
+    else is refused before any key lookup (``mauth-protocol.md`` section 1). App
+    UUIDs that passed are remembered (a bounded set): the same few callers come back."""
+    if value in _SHAPED_UUIDS:
+        return True
+    if value is None or len(value) != 36 or _UUID_SHAPE.fullmatch(value) is None:
+        return False
+    if len(_SHAPED_UUIDS) >= 4096:
+        _SHAPED_UUIDS.clear()
+    _SHAPED_UUIDS.add(value)
+    return True
+
+
+_SHAPED_UUIDS: set[str | None] = set()
+_FAIL_LINE = Authenticator._fail.__code__.co_firstlineno
 
 
 class Prechecked:
@@ -717,7 +753,8 @@ class Prechecked:
         return True
 
     def drop_first(self, error: InauthenticError) -> None:
-        self.failures = (*self.failures, (self.candidates[0], error))
+        # Without its traceback, which would hold the frames that hold this (see _fail).
+        self.failures = (*self.failures, (self.candidates[0], error.with_traceback(None)))
         self.candidates = self.candidates[1:]
 
 

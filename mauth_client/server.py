@@ -68,8 +68,15 @@ _new_outcome = tuple.__new__
 
 
 def error_body(message: str) -> bytes:
-    """``{"errors": {"mauth": [message]}}`` (section 7)."""
-    return json.dumps({"errors": {"mauth": [message]}}).encode("utf-8")
+    """``{"errors": {"mauth": [message]}}`` (section 7), as ``json.dumps`` writes it.
+
+    The message is the only variable part: it is escaped by json's own (C) string
+    encoder, without ``json.dumps``' per-call set-up (a quarter of the cost; every
+    refused request pays it)."""
+    return b'{"errors": {"mauth": [%s]}}' % _json_string(message).encode("ascii")
+
+
+_json_string = json.encoder.encode_basestring_ascii  # what json.dumps uses by default
 
 
 def is_exempt(path: str, exempt: Collection[str]) -> bool:
@@ -221,9 +228,10 @@ class RequestGuard:
         input."""
         allowed = self.app_uuids if app_uuids is None else app_uuids
         try:
-            signable = RequestSignable(method=method, path=path, query_string=query, body=body)
+            signable = RequestSignable.received(method, path, query, body)
             signed = headers if isinstance(headers, Signed) else Signed.from_headers(headers)
-            patched = patched_compat_authenticator()  # upstream suites patch is_authentic
+            # Upstream suites patch is_authentic; a pre-check that ran looked already.
+            patched = patched_compat_authenticator() if prechecked is None else None
             if patched is not None:
                 result = authenticate_with_patched(patched, signable, signed)
             else:

@@ -24,6 +24,7 @@ _ERRORS = "surrogateescape"
 _METHOD = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an RFC 9110 token
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+_LOWER_CASE_ESCAPE = re.compile(r"%(?:[a-f][0-9a-fA-F]|[0-9A-F][a-f])")
 # A query made of these needs no decoding or re-encoding, only sorting (section 2).
 _PLAIN_QUERY = re.compile(r"[A-Za-z0-9\-._~=&]*")
 # ... and of those, the ones where every "&"-part holds exactly one "=".
@@ -69,7 +70,7 @@ def normalize_path(path: str) -> str:
     # Step 2: runs of "/" into one (this also drops the empty segments left above).
     while "//" in normal:
         normal = normal.replace("//", "/")
-    if "%" in normal:
+    if "%" in normal and _LOWER_CASE_ESCAPE.search(normal):
         normal = _PERCENT_ESCAPE.sub(_upper_escape, normal)  # step 3
     return normal
 
@@ -142,6 +143,76 @@ def _sorted_plain_query(parts: list[str]) -> str | None:
     return "&".join(keyed).replace("\x00", "=")
 
 
+# Recently seen request targets and what is derived from them: their V2 forms, their
+# section 4.6 variants. A service sees the same few paths and queries over and over
+# (and a failed request's variants are tried for both versions), so each is worked out
+# once. Bounded: cleared when full, and long targets are not kept.
+_MEMO_SIZE = 1024
+_MEMO_MAX_LENGTH = 1024
+_V2_TARGETS: dict[tuple[str, str], tuple[str, str]] = {}
+_VARIANT_TARGETS: dict[tuple[str, str, bool], tuple[tuple[str, str], ...]] = {}
+
+
+def _remember(memo: dict[Any, Any], key: Any, value: Any, path: str, query: str) -> None:
+    if len(path) + len(query) <= _MEMO_MAX_LENGTH:
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[key] = value
+
+
+def v2_target(path: str, query: str) -> tuple[str, str]:
+    """``(normalize_path(path), encode_query(query))``, remembered for recent targets."""
+    key = (path, query)
+    found = _V2_TARGETS.get(key)
+    if found is None:
+        found = (normalize_path(path), encode_query(query))
+        _remember(_V2_TARGETS, key, found, path, query)
+    return found
+
+
+def variant_targets(path: str, query: str, with_query: bool = True) -> tuple[tuple[str, str], ...]:
+    """The section 4.6 ``(path, query)`` forms of a request target, remembered for
+    recent targets: re-encoded as form data, then with ``/`` and ``#`` (path) or ``=``
+    and ``&`` (query) left bare. Forms equal to the target or to an earlier form are
+    left out; ``with_query=False`` compares paths only (V1 does not sign the query)
+    and keeps the query as received."""
+    key = (path, query, with_query)
+    found = _VARIANT_TARGETS.get(key)
+    if found is None:
+        seen = {(path, query if with_query else "")}
+        forms = []
+        for path_safe, query_safe in (("", ""), ("/#", "=&")):
+            form = (
+                form_encode(path, path_safe),
+                form_encode(query, query_safe) if with_query else "",
+            )
+            if form not in seen:
+                seen.add(form)
+                forms.append(form if with_query else (form[0], query))
+        found = tuple(forms)
+        _remember(_VARIANT_TARGETS, key, found, path, query)
+    return found
+
+
+# quote_plus() leaves these characters alone, whatever its ``safe`` argument, and
+# escapes only the four after them when they are not ``safe``.
+_FORM_PLAIN = re.compile(r"[A-Za-z0-9_.~/=&#-]*")
+_FORM_ESCAPES = (("/", "%2F"), ("=", "%3D"), ("&", "%26"), ("#", "%23"))
+
+
+def form_encode(text: str, safe: str) -> str:
+    """``quote_plus(text, safe=safe)`` as section 4.6 re-encodes (UTF-8, surrogateescape).
+
+    Most targets hold only unreserved characters and ``/ = & #``: those are escaped
+    with ``str.replace``, skipping urllib's per-character work."""
+    if _FORM_PLAIN.fullmatch(text):
+        for char, escape in _FORM_ESCAPES:
+            if char in text and char not in safe:
+                text = text.replace(char, escape)
+        return text
+    return quote_plus(text, safe=safe, encoding=_ENCODING, errors=_ERRORS)
+
+
 def split_url(url: str) -> tuple[str, str]:
     """Split a URL (absolute, or origin-form ``/path?query``) into path and raw query.
 
@@ -199,10 +270,13 @@ class _BodyHashes:
 
     def __init__(self, body: Body) -> None:
         self._body = body
-        try:
-            self._data = in_memory(body)
-        except BodyReadError:  # text no bytes stand for: raised again when it is hashed,
-            self._data = None  # so describing a message never fails, checking it does
+        if type(body) is bytes:  # the usual case, without a call
+            self._data: bytes | None = body
+        else:
+            try:
+                self._data = in_memory(body)
+            except BodyReadError:  # text no bytes stand for: raised again when it is hashed,
+                self._data = None  # so describing a message never fails, checking it does
         self._hexdigest: str | None = None
         self._states: dict[bytes, Any] = {}
 
@@ -280,12 +354,16 @@ class Signable:
 
         ``None`` only for a variant whose stream body cannot be read again.
         """
-        suffix = f"\n{app_uuid}\n{_time_text(time)}".encode(_ENCODING, _ERRORS)
+        if not (type(time) is str and time.isdigit() and time.isascii()):  # usual: inline
+            time = _time_text(time)
+        suffix = f"\n{app_uuid}\n{time}".encode(_ENCODING, _ERRORS)
         return self._hashes.v1_hexdigest(self._v1_prefix(), suffix)
 
     def v2_string(self, app_uuid: str, time: object) -> bytes:
         """The V2 string to sign as bytes."""
-        return self._v2_string(app_uuid, _time_text(time)).encode(_ENCODING, _ERRORS)
+        if not (type(time) is str and time.isdigit() and time.isascii()):  # usual: inline
+            time = _time_text(time)
+        return self._v2_string(app_uuid, time).encode(_ENCODING, _ERRORS)
 
     def string_to_sign_v1(self, override_attributes: Mapping[str, Any]) -> bytes:
         """The V1 string to sign (upstream API); ``app_uuid`` and ``time`` come from the mapping.
@@ -312,8 +390,11 @@ class Signable:
             _attribute(override_attributes, "app_uuid"), _attribute(override_attributes, "time")
         )
 
-    def variants(self) -> Iterator[Signable]:
-        """Re-encoded forms of this message to try when the signature does not match."""
+    def variants(self, *, query: bool = True) -> Iterator[Signable]:
+        """Re-encoded forms of this message to try when the signature does not match.
+
+        ``query=False`` leaves out forms that differ only in their query string (which
+        V1 does not sign)."""
         return iter(())
 
 
@@ -364,6 +445,19 @@ class RequestSignable(Signable):
         self.path = path or "/"
         self.query_string = query
 
+    @classmethod
+    def received(cls, method: str, path: str, query: str, body: Body) -> RequestSignable:
+        """A request as a server adapter received it: ``path`` and ``query`` as sent.
+
+        The same as ``RequestSignable(method, path=path, query_string=query, body=body)``,
+        without keyword parsing for the usual str values (every request pays it)."""
+        if type(method) is not str or type(path) is not str or type(query) is not str:
+            return cls(method, None, body, path=path, query_string=query)  # it says why
+        self = cls.__new__(cls)
+        self._hashes = _BodyHashes(body)
+        self.method, self.path, self.query_string = method, path or "/", query
+        return self
+
     def check(self) -> None:
         """Raise :class:`InvalidMessageError` if this request cannot be signed as given."""
         if not _METHOD.fullmatch(self.method):
@@ -380,8 +474,9 @@ class RequestSignable(Signable):
         return f"{self.method}\n{self.path}\n".encode(_ENCODING, _ERRORS)
 
     def _v2_string(self, app_uuid: str, time: str) -> str:
-        body_hex = self._hashes._hexdigest or self.body_hexdigest()
-        path, query = normalize_path(self.path), encode_query(self.query_string)
+        hashes = self._hashes
+        body_hex = hashes._hexdigest or hashes.hexdigest(self._v1_prefix)
+        path, query = v2_target(self.path, self.query_string)
         return f"{self.method}\n{path}\n{body_hex}\n{app_uuid}\n{time}\n{query}"
 
     def _variant(self, path: str, query: str) -> RequestSignable:
@@ -390,19 +485,12 @@ class RequestSignable(Signable):
         clone.method, clone.path, clone.query_string = self.method, path, query
         return clone
 
-    def variants(self) -> Iterator[Signable]:
-        """The section 4.6 tolerance: path and query re-encoded as form data, then with
-        ``/`` and ``#`` (path) or ``=`` and ``&`` (query) left bare, as the Ruby client does
-        for servers that hand over decoded (nginx) or re-encoded targets."""
-        seen = {(self.path, self.query_string)}
-        for path_safe, query_safe in (("", ""), ("/#", "=&")):
-            path = quote_plus(self.path, safe=path_safe, encoding=_ENCODING, errors=_ERRORS)
-            query = quote_plus(
-                self.query_string, safe=query_safe, encoding=_ENCODING, errors=_ERRORS
-            )
-            if (path, query) not in seen:
-                seen.add((path, query))
-                yield self._variant(path, query)
+    def variants(self, *, query: bool = True) -> Iterator[Signable]:
+        """The section 4.6 tolerance (see :func:`variant_targets`), as Ruby client does
+        for servers that hand over decoded (nginx) or re-encoded targets; ``query=False``
+        leaves out forms that differ only in their query (V1 does not sign it)."""
+        for path, encoded in variant_targets(self.path, self.query_string, query):
+            yield self._variant(path, encoded)
 
 
 class ResponseSignable(Signable):

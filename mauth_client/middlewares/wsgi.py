@@ -101,7 +101,9 @@ class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
 
     def __call__(self, environ: Environ, start_response: Callable[..., Any]) -> Iterable[bytes]:
         path, query = request_target(environ)
-        if self.passes_through(path, environ.get("PATH_INFO", ""), environ):
+        if (self.exempt or self.should_authenticate is not None) and self.passes_through(
+            path, environ.get("PATH_INFO", ""), environ
+        ):
             return self.app(environ, start_response)
         method = environ.get("REQUEST_METHOD", "GET")
         signed = signed_from_environ(environ)
@@ -118,8 +120,8 @@ class MAuthWSGIMiddleware(MiddlewareBase[WSGIApp]):
             return error_response(start_response, 413, str(exc), method)
         except BodyReadError as exc:
             return error_response(start_response, 401, str(exc), method)
-        outcome = self.guard.check(method, path, query, signed, body, prechecked=pre.prechecked)
-        if not outcome.ok:
+        outcome = guard.check(method, path, query, signed, body, prechecked=pre.prechecked)
+        if outcome.status != 200:
             return error_response(start_response, outcome.status, outcome.message, method)
         assert outcome.result is not None
         if isinstance(body, bytes):
