@@ -606,8 +606,9 @@ class Authenticator:
         key = keys.get(info.app_uuid) if keys and info.app_uuid is not None else None
         if key is None:
             key = self._key_for(info, {} if keys is None else keys)
-        if self._signature_matches(key, signable, info):
-            return True
+        matched = self._signature_matches(key, signable, info)
+        if matched is not False:
+            return matched  # True, or None: not even base64 (no key would help)
         # The app may have rotated its key: the source may fetch it again (issue 12).
         refresh = getattr(self.key_source, "refresh_public_key", None)
         fresh = refresh(info.app_uuid, key) if refresh is not None else None
@@ -620,7 +621,7 @@ class Authenticator:
 
     def _signature_matches(
         self, key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo
-    ) -> bool:
+    ) -> bool | None:
         raw = decode_signature(info.signature)
         if raw is None:
             return None
