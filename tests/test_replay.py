@@ -599,7 +599,8 @@ def test_v1_signature_without_its_leading_zero_byte_is_not_accepted_twice(
     forged = dict(headers, **{"X-MWS-Authentication": value})
     plain = Authenticator(StaticKeySource({ident.app_uuid: ident.public_key}))
     verifies = plain.is_authentic(request(body=body), Signed.from_headers(forged))[0]
-    # Today's verifier accepts the shortened signature, so only the replay cache stops it.
+    # The verifier refuses the shortened signature (tests/security/test_signature_length.py);
+    # were it to accept one, the replay cache must still stop it.
     expected = ReplayedRequestError if verifies else InauthenticError
     with pytest.raises(expected):
         authenticator.authenticate(request(body=body), Signed.from_headers(forged))
