@@ -17,6 +17,8 @@ from .exceptions import (
     MAuthError,
     MAuthNotPresent,
     MissingV2Error,
+    ReplayCacheUnavailable,
+    ReplayedRequestError,
     UnableToAuthenticateError,
     UnableToSignError,
 )
@@ -60,6 +62,8 @@ __all__ = [
     "MAuthError",
     "MAuthNotPresent",
     "MissingV2Error",
+    "ReplayCacheUnavailable",
+    "ReplayedRequestError",
     "RequestSignable",
     "ResponseSignable",
     "Signed",

@@ -98,10 +98,16 @@ async def check(
     ):
         authenticator = guard.authenticator
         checker = authenticator.ticket_checker
-        if checker is None and (
-            # The common case, at no cost: one candidate, no fallback to prepare.
-            (len(prechecked.candidates) == 1 and not prechecked.add_fallback())
-            or await _fallback_keys(authenticator, prechecked)
+        # A shared replay cache (Redis) is a network round trip: never on the loop (issue 12).
+        replay = authenticator.replay
+        if (
+            checker is None
+            and (replay is None or not replay.blocking)
+            and (
+                # The common case, at no cost: one candidate, no fallback to prepare.
+                (len(prechecked.candidates) == 1 and not prechecked.add_fallback())
+                or await _fallback_keys(authenticator, prechecked)
+            )
         ):
             return guard.check(
                 method,

@@ -18,7 +18,7 @@ import logging
 import re
 import threading
 import time as _time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
@@ -33,6 +33,8 @@ from .exceptions import (
     MAuthError,
     MAuthNotPresent,
     MissingV2Error,
+    ReplayCacheUnavailable,
+    ReplayedRequestError,
     UnableToAuthenticateError,
     UnableToSignError,
 )
@@ -45,6 +47,7 @@ from .key_service import (
 )
 from .key_source import KeySource, LocalKeySource, MAuthServiceClient
 from .keys import load_public_key
+from .replay import ReplayCache, ReplayProtection, cache_from_setting
 from .signable import RequestSignable, Signable
 from .signed import SignatureInfo, Signed
 from .signer import Signer
@@ -198,6 +201,9 @@ class Authenticator:
         clock: Clock | None = None,
         logger: logging.Logger | None = None,
         failure_log_level: int = logging.WARNING,
+        replay_cache: ReplayCache | ReplayProtection | None = None,
+        replay_methods: str | Collection[str] | None = None,
+        replay_fail_open: bool = False,
     ) -> None:
         if key_source is None and ticket_checker is None:
             raise ValueError("an Authenticator needs a key_source or a ticket_checker")
@@ -212,6 +218,17 @@ class Authenticator:
         self.logger = logger or logging.getLogger("mauth_client")
         #: The level of each "authentication failed" line (MAUTH_FAILURE_LOG_LEVEL).
         self.failure_log_level = failure_log_level
+        # Replay protection (issue 12): applied once, after a request was verified.
+        self.replay: ReplayProtection | None = None
+        if isinstance(replay_cache, ReplayProtection):
+            self.replay = replay_cache
+        elif replay_cache is not None:
+            self.replay = ReplayProtection(
+                replay_cache,
+                methods=replay_methods,
+                fail_open=replay_fail_open,
+                time_window=time_window,
+            )
         self._v1_query_warned: set[str | None] = set()  # apps told once: V1 skips the query
 
     @classmethod
@@ -247,6 +264,9 @@ class Authenticator:
             clock=clock,
             logger=logger,
             failure_log_level=config.failure_level,
+            replay_cache=cache_from_setting(config.replay_cache, clock=clock),
+            replay_methods=config.replay_methods,
+            replay_fail_open=config.replay_fail_open,
         )
 
     # --- outcomes ---------------------------------------------------------------------
@@ -300,9 +320,10 @@ class Authenticator:
                 self.logger.log(
                     self.failure_log_level, "MAuth authentication failed: no signature present"
                 )
+                # Word for word what upstream's clients answer: suites assert this body.
                 raise MAuthNotPresent(
                     "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
-                    "or MCC-Authentication header is blank."
+                    "header is blank, MCC-Authentication header is blank."
                 )
             if self.v2_only:
                 self.logger.log(
@@ -410,7 +431,25 @@ class Authenticator:
     def authenticate(
         self, signable: Signable, signed: Signed, prechecked: Prechecked | None = None
     ) -> AuthResult:
-        """Authenticate ``signable`` by its headers ``signed`` (section 4).
+        """Authenticate ``signable`` by its headers ``signed`` (section 4), then, with
+        replay protection on, record its signatures (:class:`ReplayedRequestError`
+        for one seen before, :class:`ReplayCacheUnavailable` when the cache fails)."""
+        result = self._authenticate_signatures(signable, signed, prechecked)
+        if self.replay is not None:
+            try:
+                self.replay.check(signable, signed)
+            except ReplayedRequestError as exc:
+                self.logger.warning("MAuth: app %r: %s", result.app_uuid, exc)
+                raise
+            except ReplayCacheUnavailable as exc:
+                self.logger.error("MAuth: could not check for a replay: %s", exc)
+                raise
+        return result
+
+    def _authenticate_signatures(
+        self, signable: Signable, signed: Signed, prechecked: Prechecked | None = None
+    ) -> AuthResult:
+        """The signatures' check (section 4).
 
         ``prechecked``: what :meth:`precheck` returned for these headers, when the
         adapter ran it before reading the body. A failed request logs one WARNING.
@@ -479,7 +518,8 @@ class Authenticator:
         )
 
     def is_authentic(self, signable: Signable, signed: Signed) -> tuple[bool, int, str]:
-        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``.
+        """``(True, 200, "")``, ``(False, 401, reason)`` or ``(False, 500, reason)``
+        (503 when the replay cache failed).
 
         Reports an ``authentication`` event (:mod:`~mauth_client.observability`): this
         is the upstream-compatible entry point, which bypasses the adapters' guard.
@@ -516,6 +556,8 @@ class Authenticator:
             result = self.authenticate(signable, signed)
         except InauthenticError as exc:
             return (False, 401, str(exc)), None
+        except ReplayCacheUnavailable as exc:
+            return (False, 503, str(exc)), None
         except UnableToAuthenticateError as exc:
             return (False, 500, without_urls(str(exc))), None  # often sent as a body
         return (True, 200, ""), result
@@ -616,6 +658,22 @@ class Authenticator:
         key = keys.get(info.app_uuid) if keys and info.app_uuid is not None else None
         if key is None:
             key = self._key_for(info, {} if keys is None else keys)
+        matched = self._signature_matches(key, signable, info)
+        if matched is not False:
+            return matched  # True, or None: not even base64 (no key would help)
+        # The app may have rotated its key: the source may fetch it again (issue 12).
+        refresh = getattr(self.key_source, "refresh_public_key", None)
+        fresh = refresh(info.app_uuid, key) if refresh is not None else None
+        if fresh is None or fresh is key:
+            return False
+        key = _as_key(fresh)
+        if keys is not None and info.app_uuid is not None:
+            keys[info.app_uuid] = key
+        return self._signature_matches(key, signable, info)
+
+    def _signature_matches(
+        self, key: rsa.RSAPublicKey, signable: Signable, info: SignatureInfo
+    ) -> bool | None:
         raw = decode_signature(info.signature)
         if raw is None:
             return None
@@ -809,6 +867,7 @@ def _compat_authenticator(mode: str, logger: logging.Logger, time_window: int) -
         time_window=time_window,
         clock=base.clock,
         logger=logger,
+        replay_cache=base.replay,
     )
     with _defaults_lock:
         if len(_derived) >= _MAX_DERIVED:  # many distinct loggers: keep it bounded

@@ -45,6 +45,12 @@ ENV_NAMES = (
     "V2_ONLY_AUTHENTICATE",
     "MAUTH_V2_ONLY_AUTHENTICATE",
     "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE",
+    # replay protection and key caching (issue 12)
+    "MAUTH_REPLAY_CACHE",
+    "MAUTH_REPLAY_METHODS",
+    "MAUTH_REPLAY_FAIL_OPEN",
+    "MAUTH_MIN_KEY_REFETCH_INTERVAL",
+    "MAUTH_MAX_STALE",
     # The MAuth service client (net): see the fields of the same names.
     "MAUTH_ALLOW_INSECURE_URL",
     "MAUTH_LOOKUP_DEADLINE",
@@ -89,6 +95,7 @@ def without_urls(message: str) -> str:
     return _URL.sub("<MAuth service>", message)
 
 
+_URL_FIELDS = ("mauth_url", "replay_cache")  # shown without credentials
 # --- The MAuth service URL policy (net) ---
 _warned_insecure: set[str] = set()
 _warned_lock = threading.Lock()
@@ -158,21 +165,34 @@ def require_settings(values: Mapping[str, object]) -> None:
         raise ConfigurationError("MAuth is not configured: set " + " and ".join(missing))
 
 
-def require_configured(config: Config | None, who: str) -> Config:
+def require_configured(config: Config | None, who: str, *, upstream_words: bool = False) -> Config:
     """Fail where an adapter is built, not on its first request: ``config`` (or the
     environment) must name this app, its private key and the MAuth service.
 
     Only presence is checked here; a KMS-encrypted key is decrypted when first used.
-    Raises :class:`MissingConfigurationError` naming what to set.
+    Raises :class:`MissingConfigurationError` naming what to set; with
+    ``upstream_words`` (the middlewares upstream had) in the words upstream used, which
+    its users' suites compare for equality.
     """
     if config is None:
         config = Config.from_env(resolve_private_key=False)
+    keyless = not (config.app_uuid and config.private_key)
+    api_unset = (
+        "MAUTH_API_VERSION" in Config.__dict__ and Config.__dict__["MAUTH_API_VERSION"] is None
+    )
+    serviceless = not config.mauth_url or api_unset
+    if upstream_words:
+        groups = ["APP_UUID and PRIVATE_KEY"] if keyless else []
+        groups += ["MAUTH_URL and MAUTH_API_VERSION"] if serviceless else []
+        if groups:
+            raise MissingConfigurationError(f"{who} requires " + ", and ".join(groups))
+        return config
     missing = [
         _HINTS[name]
         for name in ("app_uuid", "private_key", "mauth_url")
         if not getattr(config, name)
     ]
-    if "MAUTH_API_VERSION" in Config.__dict__ and Config.__dict__["MAUTH_API_VERSION"] is None:
+    if api_unset:
         missing.append("MAUTH_API_VERSION")  # unset on the class, as upstream's suites do
     if missing:
         raise MissingConfigurationError(
@@ -358,6 +378,18 @@ class Config(metaclass=_UpstreamNames):
     default_key_ttl: int = 300
     max_key_ttl: int = 86400
     negative_cache_ttl: int = 60
+    # --- replay protection and key caching (issue 12, issue 10 item 8) ---
+    # "memory", a redis:// or rediss:// URL, or a mauth_client.replay.ReplayCache; None: off.
+    replay_cache: Any = None
+    # Protected methods ("POST,PUT" or a collection); None: all but GET, HEAD, OPTIONS.
+    replay_methods: Any = None
+    replay_fail_open: bool = False
+    # A signature that fails with a key cached longer than this refetches the key once.
+    min_key_refetch_interval: float = 30.0
+    # An expired key is still used for this long while the MAuth service fails.
+    max_stale: float = 3600.0
+    # After a failed key lookup, fail fast (no call to the service) for this long.
+    lookup_failure_cooldown: float = 5.0
     # --- The MAuth service client (net) ---
     # http:// service URLs are refused outside loopback unless this is set (a WARNING is
     # logged once per URL when it is): keys fetched in clear text can be swapped in transit.
@@ -398,6 +430,9 @@ class Config(metaclass=_UpstreamNames):
             "default_key_ttl",
             "max_key_ttl",
             "negative_cache_ttl",
+            "min_key_refetch_interval",
+            "max_stale",
+            "lookup_failure_cooldown",
             "lookup_deadline",
         ):
             value = getattr(self, name)
@@ -446,6 +481,14 @@ class Config(metaclass=_UpstreamNames):
         """``failure_log_level`` as a :mod:`logging` level number."""
         return failure_level_number(self.failure_log_level)
 
+        self._check_replay_settings()
+
+    def _check_replay_settings(self) -> None:
+        from .replay import check_replay_setting, parse_methods
+
+        check_replay_setting(self.replay_cache)
+        parse_methods(self.replay_methods)
+
     def __repr__(self) -> str:
         """Every setting but the private key, with credentials cut from the URL."""
         shown = []
@@ -455,9 +498,9 @@ class Config(metaclass=_UpstreamNames):
             value = getattr(self, item.name)
             if item.name == "permissions" and value is not None:
                 value = self.permission_grants  # a summary, not every app's grants
-            shown.append(
-                f"{item.name}={redact_url(value) if item.name == 'mauth_url' else value!r}"
-            )
+            if item.name == "mauth_url" or (item.name in _URL_FIELDS and isinstance(value, str)):
+                value = redact_url(value)
+            shown.append(f"{item.name}={value!r}")
         return f"Config({', '.join(shown)})"
 
     # Upstream's attribute names, read on an instance.
@@ -492,6 +535,7 @@ class Config(metaclass=_UpstreamNames):
         values["disable_fallback_to_v1_on_v2_failure"] = _flag(
             env, "MAUTH_DISABLE_FALLBACK_TO_V1_ON_V2_FAILURE"
         )
+        _replay_from_env(env, values)
         values["allow_insecure_url"] = _flag(env, "MAUTH_ALLOW_INSECURE_URL")
         _, deadline = _first(env, "MAUTH_LOOKUP_DEADLINE")
         if deadline is not None:
@@ -588,6 +632,26 @@ def authz_settings_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if level is not None:
         values["failure_log_level"] = level.strip()
     return values
+
+
+def _replay_from_env(env: Mapping[str, str], values: dict[str, Any]) -> None:
+    """The replay-protection and key-cache settings of the environment (issue 12)."""
+    _, cache = _first(env, "MAUTH_REPLAY_CACHE")
+    values["replay_cache"] = cache.strip() if cache else None
+    _, methods = _first(env, "MAUTH_REPLAY_METHODS")
+    values["replay_methods"] = methods.strip() if methods else None
+    values["replay_fail_open"] = _flag(env, "MAUTH_REPLAY_FAIL_OPEN")
+    for name, field_name in (
+        ("MAUTH_MIN_KEY_REFETCH_INTERVAL", "min_key_refetch_interval"),
+        ("MAUTH_MAX_STALE", "max_stale"),
+    ):
+        _, raw = _first(env, name)
+        if raw is None:
+            continue
+        try:
+            values[field_name] = float(raw)
+        except ValueError:
+            raise ConfigurationError(f"{name} must be a number of seconds, not {raw!r}") from None
 
 
 def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:

@@ -51,3 +51,11 @@ class MissingV2Error(InauthenticError):
 
 class UnableToAuthenticateError(MAuthError):
     """Authenticity could not be determined because the MAuth service failed: a 500."""
+
+
+class ReplayedRequestError(InauthenticError):
+    """A signature of this request was already accepted within the time window: a 401."""
+
+
+class ReplayCacheUnavailable(UnableToAuthenticateError):
+    """The replay cache (``MAUTH_REPLAY_CACHE``) could not be asked: a 503."""

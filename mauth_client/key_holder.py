@@ -66,6 +66,20 @@ class KeyHolderSource:
             )
         return self.inner.get_public_key(app_uuid)
 
+    def refresh_public_key(
+        self, app_uuid: str, failed_key: object = None
+    ) -> rsa.RSAPublicKey | None:
+        """A newer key after a failed signature (None when ``KeyHolder`` is patched:
+        the patch is the only source then)."""
+        if self.inner is None or KeyHolder.__dict__.get("get_public_key") is not _ORIGINAL:
+            return None
+        return self.inner.refresh_public_key(app_uuid, failed_key)
+
+    def invalidate(self, app_uuid: str | None = None) -> None:
+        """Forget cached keys (of ``app_uuid``, or all)."""
+        if self.inner is not None:
+            self.inner.invalidate(app_uuid)
+
     async def aget_public_key(self, app_uuid: str) -> PublicKeyData | rsa.RSAPublicKey:
         """:meth:`get_public_key` for an event loop: the inner source's async fetch; a
         patched ``KeyHolder`` (which may block) runs in a worker thread."""

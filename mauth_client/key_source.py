@@ -3,7 +3,9 @@
 - :class:`StaticKeySource`: a fixed mapping of app UUID to public key.
 - :class:`LocalKeySource`: keys fetched from the MAuth service, cached for their
   response's ``max-age``; one fetch per app UUID however many threads ask at once;
-  404s cached negatively for a short time; both caches bounded.
+  404s cached negatively for a short time; both caches bounded; keys refetched
+  after a failed signature (rotation), used stale while the service fails, and a
+  circuit breaker so that a failing service is not asked again and again.
 - :class:`MAuthServiceClient` (from :mod:`~mauth_client.key_service_requests`): the
   signed HTTP calls to the service under the rules of
   :mod:`~mauth_client.key_service` (deadline, retries, same-origin redirects, size).
@@ -71,12 +73,22 @@ class StaticKeySource:
 class _Entry(NamedTuple):
     key: rsa.RSAPublicKey
     expires_at: float
+    fetched_at: float
 
 
 class LocalKeySource:
     """Public keys from the MAuth service's ``security_tokens`` endpoint, cached.
 
-    Thread-safe. ``clock`` is injectable so tests can move time.
+    Thread-safe. ``clock`` is injectable so tests can move time. App UUIDs are
+    compared and cached in lower case (UUIDs are case-insensitive), so case variants
+    share one lookup. Beyond the plain cache (issue 12, issue 10 item 8):
+
+    - **Key rotation**: :meth:`refresh_public_key` fetches a key again after a
+      signature failed with it, at most once per app per ``min_key_refetch_interval``.
+    - **Stale keys**: while the service fails (5xx, timeout, refused connection) an
+      expired key is still used, with a WARNING, up to ``max_stale`` after its expiry.
+    - **Circuit breaker**: after a lookup failed because of the service, lookups fail
+      fast for ``lookup_failure_cooldown`` seconds (logged once per outage).
     """
 
     def __init__(
@@ -98,6 +110,16 @@ class LocalKeySource:
             maxsize=config.key_cache_size, ttl=config.negative_cache_ttl, timer=clock
         )
         self._in_flight: dict[str, Future[_Entry | None]] = {}
+        self._refetched: TTLCache[str, float] = TTLCache(
+            maxsize=config.key_cache_size,
+            ttl=max(config.min_key_refetch_interval, 0.001),
+            timer=clock,
+        )
+        self._stale_logged: TTLCache[str, bool] = TTLCache(
+            maxsize=config.key_cache_size, ttl=60, timer=clock
+        )
+        self._open_until = float("-inf")  # circuit breaker: no lookups before this time
+        self._outage = False
         self.fetch_count = 0
         # Async fetches (aget_public_key): the httpx client, built on first use, and
         # the fetch tasks in progress (held here so they are not collected mid-fetch).
@@ -116,7 +138,26 @@ class LocalKeySource:
         entry = self._keys.get(app_uuid)
         if entry is not None and entry.expires_at > self._clock():
             return entry.key
-        flight, leader = self._join(app_uuid)
+        uid = app_uuid.lower()  # UUIDs are case-insensitive: one cache entry, one lookup
+        entry = self._keys.get(uid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        try:
+            return self._blocking_lookup(uid)
+        except UnableToAuthenticateError:
+            stale = self._stale_key(uid)
+            if stale is None:
+                raise
+            return stale
+
+    def _blocking_lookup(self, app_uuid: str) -> rsa.RSAPublicKey:
+        flight, leader = self._join(app_uuid, fast_fail=True)
+        return _key_of(self._run_flight(app_uuid, flight, leader), app_uuid)
+
+    def _run_flight(
+        self, app_uuid: str, flight: Future[_Entry | None], leader: bool
+    ) -> _Entry | None:
+        """Run the fetch (leader) or wait for it (followers), on this thread."""
         if leader:
             try:
                 result = self._fetch(app_uuid)
@@ -128,14 +169,15 @@ class LocalKeySource:
             finally:
                 self._land(app_uuid, flight)
         try:
-            result = flight.result(timeout=self._wait_limit())
+            return flight.result(timeout=self._wait_limit())
         except TimeoutError:
             raise UnableToAuthenticateError("timed out waiting for the MAuth service") from None
-        return _key_of(result, app_uuid)
 
     # --- one single-flight for threads and event loops (issue 11 item 2) -------------------
 
-    def _join(self, app_uuid: str) -> tuple[Future[_Entry | None], bool]:
+    def _join(
+        self, app_uuid: str, *, fast_fail: bool = False
+    ) -> tuple[Future[_Entry | None], bool]:
         """The fetch in flight for ``app_uuid`` and whether the caller leads it (starts
         it); raises when the app is cached as unknown. A thread and a task asking at
         once share one :class:`concurrent.futures.Future`, so one fetch."""
@@ -145,6 +187,11 @@ class LocalKeySource:
             flight = self._in_flight.get(app_uuid)
             if flight is not None:
                 return flight, False
+            if fast_fail and self._clock() < self._open_until:  # the circuit breaker
+                raise UnableToAuthenticateError(
+                    f"the MAuth service failed a moment ago; not asking it for the key of "
+                    f"app {app_uuid!r} for {self.config.lookup_failure_cooldown:g} s"
+                )
             flight = self._in_flight[app_uuid] = Future()
             return flight, True
 
@@ -171,10 +218,23 @@ class LocalKeySource:
         entry = self._keys.get(app_uuid)
         if entry is not None and entry.expires_at > self._clock():
             return entry.key
+        uid = app_uuid.lower()
+        entry = self._keys.get(uid)
+        if entry is not None and entry.expires_at > self._clock():
+            return entry.key
+        try:
+            return await self._async_lookup(uid)
+        except UnableToAuthenticateError:
+            stale = self._stale_key(uid)
+            if stale is None:
+                raise
+            return stale
+
+    async def _async_lookup(self, app_uuid: str) -> rsa.RSAPublicKey:
         if not _httpx_installed():  # no async transport: the blocking fetch, in a thread
             loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(None, self.get_public_key, app_uuid)
-        flight, leader = self._join(app_uuid)
+            return await loop.run_in_executor(None, self._blocking_lookup, app_uuid)
+        flight, leader = self._join(app_uuid, fast_fail=True)
         if leader:
             task = asyncio.get_running_loop().create_task(self._fetch_async(app_uuid, flight))
             self._fetch_tasks.add(task)
@@ -194,7 +254,12 @@ class LocalKeySource:
         try:
             with self._lock:
                 self.fetch_count += 1
-            answer = await self._async_service().security_token(app_uuid)
+            try:
+                answer = await self._async_service().security_token(app_uuid)
+            except UnableToAuthenticateError:
+                self._trip()
+                raise
+            self._recovered()
             result = self._accept(app_uuid, answer.key, answer.ttl)
         except asyncio.CancelledError:  # the loop is shutting down
             flight.set_exception(UnableToAuthenticateError("the key fetch was cancelled"))
@@ -221,9 +286,11 @@ class LocalKeySource:
         if key is None:
             with self._lock:
                 self._unknown[app_uuid] = True
+                self._keys.pop(app_uuid, None)  # deleted at the service: stop trusting it
             logger.warning("MAuth service does not know app %r (404)", app_uuid)
             return None
-        entry = _Entry(key, self._clock() + ttl)
+        now = self._clock()
+        entry = _Entry(key, now + ttl, now)
         if ttl > 0:
             with self._lock:
                 self._store(app_uuid, entry)
@@ -233,11 +300,11 @@ class LocalKeySource:
         """Without blocking or fetching: the cached key, or None when a fetch would be
         needed; raises :class:`InauthenticError` when the app is cached as unknown.
         Lets an event loop verify inline when no I/O is needed."""
-        entry = self._keys.get(app_uuid)
+        entry = self._keys.get(app_uuid) or self._keys.get(app_uuid.lower())
         if entry is not None and entry.expires_at > self._clock():
             return entry.key
         with self._lock:  # held only for dictionary updates, never across a fetch
-            unknown = app_uuid in self._unknown
+            unknown = app_uuid.lower() in self._unknown
         if unknown:
             raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
         return None
@@ -248,7 +315,15 @@ class LocalKeySource:
         path = f"/security_tokens/{quote(app_uuid, safe='')}.json"
         with self._lock:
             self.fetch_count += 1
-        response = self.client.request("GET", path)
+        try:
+            response = self.client.request("GET", path)
+        except UnableToAuthenticateError:
+            self._trip()
+            raise
+        if response.status_code >= 500:
+            self._trip()
+        else:
+            self._recovered()
         if response.status_code == 404:
             return self._accept(app_uuid, None, 0)
         if response.status_code != 200:
@@ -268,18 +343,110 @@ class LocalKeySource:
         keys = self._keys
         keys.pop(app_uuid, None)
         if len(keys) >= self.config.key_cache_size:
-            now = self._clock()
-            for stale in [k for k, e in keys.items() if e.expires_at <= now]:
+            limit = self._clock() - self.config.max_stale
+            for stale in [k for k, e in keys.items() if e.expires_at <= limit]:
                 del keys[stale]
             while len(keys) >= max(self.config.key_cache_size, 1):
                 del keys[next(iter(keys))]  # the oldest insertion
         keys[app_uuid] = entry
 
+    def refresh_public_key(
+        self, app_uuid: str, failed_key: object = None
+    ) -> rsa.RSAPublicKey | None:
+        """A signature failed with ``failed_key``: the app's key may have been rotated.
+
+        Returns a key to try again (None: nothing new). Fetches only when the cached
+        key is older than ``min_key_refetch_interval`` and no refetch of this app
+        happened within it; concurrent callers share one fetch.
+        """
+        uid = app_uuid.lower()
+        interval = self.config.min_key_refetch_interval
+        with self._lock:
+            entry = self._keys.get(uid)
+            if entry is not None and failed_key is not None and entry.key is not failed_key:
+                return entry.key  # refreshed by another request since
+            flight = self._in_flight.get(uid)
+            leader = False
+            if flight is None:
+                now = self._clock()
+                if entry is None or now - entry.fetched_at < interval or uid in self._refetched:
+                    return None
+                if now < self._open_until:
+                    return None
+                self._refetched[uid] = now
+                flight = self._in_flight[uid] = Future()
+                leader = True
+        try:
+            result = self._run_flight(uid, flight, leader)
+        except (InauthenticError, UnableToAuthenticateError):
+            return None
+        if result is None:
+            return None
+        logger.info("MAuth: fetched the public key of app %r again after a failure", uid)
+        return result.key
+
+    def invalidate(self, app_uuid: str | None = None) -> None:
+        """Forget the cached key (and cached 404) of ``app_uuid``, or of every app."""
+        with self._lock:
+            if app_uuid is None:
+                self._keys.clear()
+                self._unknown.clear()
+                self._refetched.clear()
+                self._open_until = float("-inf")
+                return
+            uid = app_uuid.lower()
+            self._keys.pop(uid, None)
+            self._unknown.pop(uid, None)
+            self._refetched.pop(uid, None)
+
     def clear(self) -> None:
         """Forget every cached key and every cached 404."""
+        self.invalidate()
+
+    # --- failures ---------------------------------------------------------------------
+
+    def _trip(self) -> None:
+        """The service failed: fail fast for a while (logged once per outage)."""
+        cooldown = self.config.lookup_failure_cooldown
         with self._lock:
-            self._keys.clear()
-            self._unknown.clear()
+            self._open_until = self._clock() + cooldown
+            first = not self._outage
+            self._outage = True
+        if first:
+            logger.error(
+                "MAuth service lookups are failing: key lookups fail fast for %g s after each "
+                "failure (expired keys are used for up to %g s)",
+                cooldown,
+                self.config.max_stale,
+            )
+
+    def _recovered(self) -> None:
+        if self._outage:
+            with self._lock:
+                self._outage = False
+                self._open_until = float("-inf")
+            logger.warning("MAuth service lookups work again")
+
+    def _stale_key(self, uid: str) -> rsa.RSAPublicKey | None:
+        entry = self._keys.get(uid)
+        if entry is None:
+            return None
+        now = self._clock()
+        late = now - entry.expires_at
+        if late >= self.config.max_stale:
+            return None
+        with self._lock:
+            logged = uid in self._stale_logged
+            self._stale_logged[uid] = True
+        if not logged:
+            logger.warning(
+                "MAuth: using the public key of app %r, expired %d s ago, because the MAuth "
+                "service is failing (max_stale %g s)",
+                uid,
+                late,
+                self.config.max_stale,
+            )
+        return entry.key
 
 
 @functools.cache

@@ -33,6 +33,7 @@ from .exceptions import (
     ConfigurationError,
     InauthenticError,
     MAuthError,
+    ReplayCacheUnavailable,
     UnableToAuthenticateError,
 )
 from .permissions import (
@@ -225,6 +226,8 @@ class RequestGuard:
         authenticator = self._authenticator or self.authenticator
         if prechecked is None or authenticator.ticket_checker is not None:
             return None
+        if authenticator.replay is not None and authenticator.replay.blocking:
+            return None  # recording in Redis is a network round trip (issue 12)
         try:
             return pre if authenticator.cached_keys(prechecked) else None
         except MAuthError as exc:
@@ -328,6 +331,8 @@ class RequestGuard:
     def _failure(self, exc: MAuthError) -> Outcome:
         if isinstance(exc, InauthenticError):
             return Outcome(401, str(exc), None)
+        if isinstance(exc, ReplayCacheUnavailable):  # fail closed: try again later (issue 12)
+            return Outcome(503, without_urls(str(exc)), None)
         if isinstance(exc, UnableToAuthenticateError):
             return Outcome(500, without_urls(str(exc)), None)
         if isinstance(exc, ConfigurationError):

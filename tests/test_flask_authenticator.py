@@ -139,8 +139,8 @@ def test_unsigned_is_401_json_and_head_has_no_body(url: str) -> None:
     assert answer.json() == {
         "errors": {
             "mauth": [
-                "Authentication Failed. No mAuth signature present; X-MWS-Authentication or "
-                "MCC-Authentication header is blank."
+                "Authentication Failed. No mAuth signature present; X-MWS-Authentication "
+                "header is blank, MCC-Authentication header is blank."
             ]
         }
     }

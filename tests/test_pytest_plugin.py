@@ -46,3 +46,25 @@ def test_fixtures_sign_and_authenticate_over_http(
         unsigned = requests.post(f"{url}/x", data=b"x", timeout=10)
         assert unsigned.status_code == 401
     assert mauth_service.calls("security_tokens", mauth_caller.app_uuid) == 1
+
+
+def test_mauth_redis_fixture_gives_a_real_redis_for_replay_protection(
+    mauth_redis: Any, mauth_config: Config, mauth_session: Any
+) -> None:
+    import redis
+
+    from mauth_client.middlewares import MAuthWSGIMiddleware
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        start_response("200 OK", [("Content-Type", "text/plain")])
+        return [b"ok"]
+
+    assert mauth_redis.url.startswith("redis://127.0.0.1:")
+    assert redis.Redis.from_url(mauth_redis.url).ping() is True
+    config = mauth_config.with_overrides(replay_cache=mauth_redis.url)
+    with serve(MAuthWSGIMiddleware(app, config=config)) as url:
+        assert mauth_session.post(f"{url}/x", data=b"1").status_code == 200
+        mauth_redis.stop()
+        assert mauth_session.post(f"{url}/x", data=b"2").status_code == 503
+        mauth_redis.start()
+        assert mauth_session.post(f"{url}/x", data=b"3").status_code == 200

