@@ -19,9 +19,9 @@ without a thread, in the client's response check too (:mod:`mauth_client.async_g
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from contextvars import ContextVar
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
 from ._optional import missing_extra
 
@@ -38,8 +38,18 @@ from .authenticator import Authenticator
 from .body import DEFAULT_SPOOL_THRESHOLD
 from .client import SigningClientAuth
 from .config import Config
-from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
-from .exceptions import BodyReadError, MAuthError
+from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
+from .exceptions import BodyReadError, ConfigurationError, MAuthError
+from .permissions import (
+    NO_PERMISSIONS,
+    Permissions,
+    PermissionsSpec,
+    Rule,
+    RuleLike,
+    Rules,
+    compile_rules,
+    required_permissions,
+)
 from .server import JSON_CONTENT_TYPE, RequestGuard, error_body, is_exempt
 from .signable import RequestSignable
 from .spool import AsyncSpool, as_bytes
@@ -49,9 +59,11 @@ logger = logging.getLogger("mauth_client")
 __all__ = [
     "APP_UUID",
     "AUTHENTIC",
+    "PERMISSIONS",
     "PROTOCOL_VERSION",
     "MAuthClientMiddleware",
     "MAuthWebMiddleware",
+    "requires_permissions",
 ]
 
 
@@ -65,6 +77,8 @@ def _request_key(name: str, kind: type) -> Any:
 APP_UUID = _request_key(ENV_APP_UUID, str)
 AUTHENTIC = _request_key(ENV_AUTHENTIC, bool)
 PROTOCOL_VERSION = _request_key(ENV_PROTOCOL_VERSION, int)
+#: The caller's granted permissions (a frozenset; empty when none are configured).
+PERMISSIONS = _request_key(ENV_PERMISSIONS, frozenset)
 
 
 # -- client ----------------------------------------------------------------------------
@@ -194,6 +208,14 @@ class MAuthWebMiddleware:
     included, in the version the request used (streamed responses go unsigned).
     The body is read with ``await request.read()``, which aiohttp caches for the
     handler and bounds by the application's ``client_max_size``.
+
+    Authorization (issue 13), as the WSGI and ASGI middleware: ``rules=[("POST",
+    "/studies/*", "studies:write"), ...]`` and ``permissions=`` (the grants: a
+    mapping, a JSON or TOML file, or a callable; default ``config.permissions`` or
+    ``MAUTH_PERMISSIONS_FILE``; with a shared ``guard``, the guard's). A handler
+    decorated with :func:`requires_permissions` also needs those. An authentic
+    caller lacking one gets a 403 naming it; the grants are in
+    ``request[PERMISSIONS]``.
     """
 
     __middleware_version__ = 1  # aiohttp's marker for a new-style middleware
@@ -208,10 +230,21 @@ class MAuthWebMiddleware:
         app_uuids: Collection[str] | None = None,
         sign_response: bool = False,
         guard: RequestGuard | None = None,
+        rules: Iterable[RuleLike | Rule] | Rules | None = None,
+        permissions: PermissionsSpec | Permissions | None = None,
     ) -> None:
         self.exempt = frozenset(exempt or ())
         self.should_authenticate = should_authenticate
-        self.guard = guard or RequestGuard(authenticator, config=config, app_uuids=app_uuids)
+        if guard is not None and permissions is not None:
+            raise ConfigurationError(
+                "MAuthWebMiddleware: give permissions= to the shared guard, not beside it"
+            )
+        self.guard = guard or RequestGuard(
+            authenticator, config=config, app_uuids=app_uuids, permissions=permissions
+        )
+        # Checked (and compiled) here, so a bad rule fails where it is given; added to
+        # the rules of a shared guard.
+        self.rules = compile_rules(rules)
         self.app_uuids = frozenset(app_uuids) if app_uuids is not None else None
         self.sign_response = sign_response
         if sign_response:
@@ -243,27 +276,38 @@ class MAuthWebMiddleware:
         pre = await async_guard.precheck(
             self.guard, request.method, query, signed, content_length=request.content_length
         )
+        head = request.method == "HEAD"
         if not pre.go_on:
-            return _error(pre.status, pre.message, head=request.method == "HEAD")
+            return _error(pre.status, pre.message, head=head)
+        guard = self.guard
         try:
             body = await request.read()  # cached by aiohttp for the handler
         except web.HTTPRequestEntityTooLarge as exc:
-            return _error(413, f"the request body is larger than this server accepts: {exc.text}")
+            refused = guard.reject(
+                413, f"the request body is larger than this server accepts: {exc.text}"
+            )
+            return _error(refused.status, refused.message, head=head)
         except Exception as exc:  # the client went away, or sent a broken body
-            return _error(401, f"reading the request body failed: {type(exc).__name__}")
-        too_large = self.guard.too_large(len(body))  # a chunked body has no declared size
+            refused = guard.reject(401, f"reading the request body failed: {type(exc).__name__}")
+            return _error(refused.status, refused.message, head=head)
+        too_large = guard.too_large(len(body))  # a chunked body has no declared size
         if too_large is not None:
-            return _error(too_large.status, too_large.message, head=request.method == "HEAD")
+            refused = guard.reject(too_large.status, too_large.message)
+            return _error(refused.status, refused.message, head=head)
+        required = _handler_permissions(request)
+        if self.rules:
+            required = required | self.rules.required(request.method, path)
         outcome = await async_guard.check(
-            self.guard, request.method, path, query, signed, body, pre
+            guard, request.method, path, query, signed, body, pre, required=required
         )
         if outcome.result is not None:
             request[PROTOCOL_VERSION] = outcome.result.protocol_version
         if not outcome.ok:
-            return _error(outcome.status, outcome.message, head=request.method == "HEAD")
+            return _error(outcome.status, outcome.message, head=head)
         assert outcome.result is not None
         request[APP_UUID] = outcome.result.app_uuid
         request[AUTHENTIC] = True
+        request[PERMISSIONS] = outcome.permissions
         response: web.StreamResponse = await handler(request)
         return response
 
@@ -281,6 +325,39 @@ class MAuthWebMiddleware:
             logger.error("MAuth: the response could not be signed and was sent unsigned: %s", exc)
             return
         response.headers.update(headers)
+
+
+_PERMISSIONS_ATTRIBUTE = "__mauth_permissions__"
+H = TypeVar("H")
+
+
+def requires_permissions(permissions: Collection[str]) -> Callable[[H], H]:
+    """Mark an ``aiohttp.web`` handler (a function or a ``web.View`` class) as needing
+    ``permissions`` (all listed), enforced by :class:`MAuthWebMiddleware` on the
+    route that resolves to it, on top of the middleware's ``rules``::
+
+        @routes.post("/studies/{id}")
+        @requires_permissions({"studies:write"})
+        async def update(request: web.Request) -> web.Response: ...
+
+    Put it below the route decorator (it must mark the handler the route holds).
+    """
+    required = required_permissions(permissions, "requires_permissions(...)")
+
+    def mark(handler: H) -> H:
+        earlier: frozenset[str] = getattr(handler, _PERMISSIONS_ATTRIBUTE, NO_PERMISSIONS)
+        setattr(handler, _PERMISSIONS_ATTRIBUTE, earlier | required)
+        return handler
+
+    return mark
+
+
+def _handler_permissions(request: web.Request) -> frozenset[str]:
+    """What the matched route's handler was marked with by :func:`requires_permissions`."""
+    match_info = request.match_info
+    handler = getattr(match_info, "handler", None) if match_info is not None else None
+    marked = getattr(handler, _PERMISSIONS_ATTRIBUTE, NO_PERMISSIONS)
+    return marked if isinstance(marked, frozenset) else NO_PERMISSIONS
 
 
 def _error(status: int, message: str, *, head: bool = False) -> web.Response:

@@ -34,6 +34,7 @@ from .authenticator import (
 from .body import DEFAULT_SPOOL_THRESHOLD, Body
 from .exceptions import InauthenticError, MAuthError
 from .keys import load_public_key
+from .permissions import NO_PERMISSIONS
 from .server import Outcome, RequestGuard
 from .signed import HeadersLike, Signed
 
@@ -81,9 +82,12 @@ async def check(
     pre: Outcome,
     *,
     app_uuids: Collection[str] | None = None,
+    required: frozenset[str] = NO_PERMISSIONS,
 ) -> Outcome:
     """:meth:`RequestGuard.check` of a request that passed :func:`precheck`: on the
-    loop when nothing can block, else in a worker thread."""
+    loop when nothing can block, else in a worker thread. ``required``: the route's
+    own required permissions (:func:`~mauth_client.permissions.required_permissions`),
+    beyond those of the guard's rules."""
     prechecked = pre.prechecked
     inline = not guard.permissions_may_block  # a permissions callable may block (issue 13)
     if (
@@ -106,18 +110,32 @@ async def check(
             )
         ):
             return guard.check(
-                method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
+                method,
+                path,
+                query,
+                headers,
+                body,
+                app_uuids=app_uuids,
+                prechecked=prechecked,
+                required=required,
             )
         if isinstance(checker, RemoteTicketChecker):
             return await _check_remote(
-                guard, method, path, query, headers, body, prechecked, app_uuids
+                guard, method, path, query, headers, body, prechecked, app_uuids, required
             )
     context = contextvars.copy_context()  # so a tracing span keeps the request's parent
     return await asyncio.get_running_loop().run_in_executor(
         None,
         context.run,
         lambda: guard.check(
-            method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
+            method,
+            path,
+            query,
+            headers,
+            body,
+            app_uuids=app_uuids,
+            prechecked=prechecked,
+            required=required,
         ),
     )
 
@@ -160,6 +178,7 @@ async def _check_remote(
     body: bytes,
     prechecked: Prechecked,
     app_uuids: Collection[str] | None,
+    required: frozenset[str] = NO_PERMISSIONS,
 ) -> Outcome:
     """Remote mode on the loop: the guard's check runs as for every adapter; each
     ticket it needs is asked for on ``httpx.AsyncClient`` (it raises
@@ -171,7 +190,14 @@ async def _check_remote(
         while True:
             try:
                 return guard.check(
-                    method, path, query, headers, body, app_uuids=app_uuids, prechecked=prechecked
+                    method,
+                    path,
+                    query,
+                    headers,
+                    body,
+                    app_uuids=app_uuids,
+                    prechecked=prechecked,
+                    required=required,
                 )
             except TicketNeeded as need:
                 if need.key in verdicts:  # pragma: no cover - the checker answers from it
@@ -195,13 +221,16 @@ async def check_request(
     body: Body,
     *,
     app_uuids: Collection[str] | None = None,
+    required: frozenset[str] = NO_PERMISSIONS,
 ) -> Outcome:
     """:func:`precheck` then :func:`check`, for a body already read."""
     signed = parse_headers(headers)
     pre = await precheck(guard, method, query, signed)
     if not pre.go_on:
         return pre
-    return await check(guard, method, path, query, signed, body, pre, app_uuids=app_uuids)
+    return await check(
+        guard, method, path, query, signed, body, pre, app_uuids=app_uuids, required=required
+    )
 
 
 def _answers_without_io(

@@ -460,6 +460,7 @@ class Config(metaclass=_UpstreamNames):
         if self.mauth_url is not None:
             check_service_url(self.mauth_url, allow_insecure=self.allow_insecure_url)
         self._check_authz_settings()
+        self._check_replay_settings()
 
     def _check_authz_settings(self) -> None:
         """Load the permissions now (a bad file fails at start-up) and check the level."""
@@ -480,8 +481,6 @@ class Config(metaclass=_UpstreamNames):
     def failure_level(self) -> int:
         """``failure_log_level`` as a :mod:`logging` level number."""
         return failure_level_number(self.failure_log_level)
-
-        self._check_replay_settings()
 
     def _check_replay_settings(self) -> None:
         from .replay import check_replay_setting, parse_methods

@@ -26,7 +26,7 @@ authenticate every route, sign responses, or protect form-data routes, use
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, MutableMapping
+from collections.abc import Collection, Iterable, MutableMapping
 from typing import Any, NamedTuple
 
 from ._optional import missing_extra
@@ -41,7 +41,8 @@ except ImportError as exc:  # the fastapi extra is not installed
 from . import async_guard
 from .authenticator import Authenticator
 from .config import Config
-from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PROTOCOL_VERSION
+from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
+from .permissions import NO_PERMISSIONS, Rule, RuleLike, Rules, compile_rules, required_permissions
 from .server import JSON_CONTENT_TYPE, RequestGuard, error_body, is_exempt
 
 logger = logging.getLogger("mauth_client")
@@ -50,10 +51,12 @@ __all__ = ["MAuthCaller", "MAuthRejected", "MAuthRequired", "install", "mauth_er
 
 
 class MAuthCaller(NamedTuple):
-    """Who signed the request: the caller's app UUID and the protocol version it used."""
+    """Who signed the request: the caller's app UUID, the protocol version it used, and
+    the permissions it was granted (empty when no permissions are configured)."""
 
     app_uuid: str
     protocol_version: int
+    permissions: frozenset[str] = NO_PERMISSIONS
 
 
 class MAuthRejected(HTTPException):
@@ -69,6 +72,16 @@ class MAuthRequired:
     ``guard`` to share one :class:`~mauth_client.server.RequestGuard` (and its key
     cache) with other adapters. ``exempt``: paths (or prefixes ending in ``*``) that
     get ``None`` instead of a caller, for a dependency set on a whole router.
+
+    Authorization (issue 13): ``permissions={"studies:write"}`` are required on every
+    route the dependency guards (all listed); ``rules=[("POST", "/studies/*",
+    "studies:write"), ...]`` name them per method and path, for one instance shared
+    by many routes. Both add to the rules of a shared ``guard``. The grants come from
+    ``config.permissions`` (or ``MAUTH_PERMISSIONS_FILE``), or the guard's. An
+    authentic caller lacking one gets a 403 naming it; the grants are in
+    :attr:`MAuthCaller.permissions` and ``scope["mauth.permissions"]``.
+    :meth:`requiring` makes a per-route dependency that shares this one's guard
+    (and so its key cache).
     """
 
     def __init__(
@@ -79,10 +92,25 @@ class MAuthRequired:
         app_uuids: Collection[str] | None = None,
         exempt: Collection[str] = (),
         guard: RequestGuard | None = None,
+        permissions: Collection[str] | None = None,
+        rules: Iterable[RuleLike | Rule] | Rules | None = None,
     ) -> None:
         self.guard = guard or RequestGuard(authenticator, config=config, app_uuids=app_uuids)
         self.app_uuids = frozenset(app_uuids) if app_uuids is not None else None
         self.exempt = frozenset(exempt)
+        # Checked here, so a single string or a bad rule fails where it is written.
+        self.required = required_permissions(permissions, "MAuthRequired(permissions=...)")
+        self.rules = compile_rules(rules)
+
+    def requiring(self, permissions: Collection[str]) -> MAuthRequired:
+        """A dependency like this one (same guard, allow-list, exemptions and rules)
+        that also requires ``permissions`` (all listed):
+        ``Depends(mauth_required.requiring({"studies:write"}))``."""
+        extra = required_permissions(permissions, "MAuthRequired.requiring(...)")
+        twin = MAuthRequired(guard=self.guard, app_uuids=self.app_uuids, exempt=self.exempt)
+        twin.required = self.required | extra
+        twin.rules = self.rules
+        return twin
 
     async def __call__(self, request: Request) -> MAuthCaller | None:
         scope = request.scope
@@ -99,23 +127,38 @@ class MAuthRequired:
         )
         if not pre.go_on:
             raise MAuthRejected(pre.status, pre.message)
+        guard = self.guard
         try:
             body = await request.body()  # cached by Starlette for the handler
         except ClientDisconnect:
             # Nobody is left to answer; the server drops whatever is sent.
-            raise MAuthRejected(400, "the client disconnected before its body arrived") from None
+            refused = guard.reject(400, "the client disconnected before its body arrived")
+            raise MAuthRejected(refused.status, refused.message) from None
         except RuntimeError as exc:  # "Stream consumed": FastAPI parsed a form first
             logger.error("MAuth: the request body was consumed before the dependency: %s", exc)
-            raise MAuthRejected(
+            refused = guard.reject(
                 500,
                 "MAuth cannot authenticate this route: its body was parsed as a form before "
                 "the MAuth dependency ran; protect it with MAuthASGIMiddleware",
-            ) from None
-        too_large = self.guard.too_large(len(body))  # a chunked body has no declared size
+            )
+            raise MAuthRejected(refused.status, refused.message) from None
+        too_large = guard.too_large(len(body))  # a chunked body has no declared size
         if too_large is not None:
-            raise MAuthRejected(too_large.status, too_large.message)
+            refused = guard.reject(too_large.status, too_large.message)
+            raise MAuthRejected(refused.status, refused.message)
+        required = self.required
+        if self.rules:
+            required = required | self.rules.required(method, path)
         outcome = await async_guard.check(
-            self.guard, method, path, query, signed, body, pre, app_uuids=self.app_uuids
+            guard,
+            method,
+            path,
+            query,
+            signed,
+            body,
+            pre,
+            app_uuids=self.app_uuids,
+            required=required,
         )
         if not outcome.ok:
             raise MAuthRejected(outcome.status, outcome.message)
@@ -124,7 +167,8 @@ class MAuthRequired:
         scope[ENV_APP_UUID] = app_uuid  # as the ASGI middleware sets them
         scope[ENV_AUTHENTIC] = True
         scope[ENV_PROTOCOL_VERSION] = version
-        return MAuthCaller(app_uuid, version)
+        scope[ENV_PERMISSIONS] = outcome.permissions
+        return MAuthCaller(app_uuid, version, outcome.permissions)
 
 
 def _content_length(request: Request) -> int | None:

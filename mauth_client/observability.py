@@ -232,24 +232,20 @@ def observed_key_fetch(fetch: Callable[[Any, str], T]) -> Callable[[Any, str], T
                 outcome = "fetched" if result is not None else "not_found"
                 return result
             finally:
-                if span is not None:
-                    span.set_attribute("mauth.app_uuid", app_uuid)
-                    span.set_attribute("mauth.outcome", outcome)
-                if listeners:
-                    emit(
-                        Event(
-                            "key_fetch",
-                            outcome,
-                            app_uuid,
-                            None,
-                            reason,
-                            time.perf_counter() - start,
-                        )
-                    )
+                _finish_key_fetch(span, start, app_uuid, outcome, reason)
 
     wrapper.__wrapped__ = fetch  # type: ignore[attr-defined]
     wrapper.__doc__ = fetch.__doc__
     return wrapper
+
+
+def _finish_key_fetch(span: Any, start: float, app_uuid: str, outcome: str, reason: str) -> None:
+    """The end of one key lookup: the span's attributes and the ``key_fetch`` event."""
+    if span is not None:
+        span.set_attribute("mauth.app_uuid", app_uuid)
+        span.set_attribute("mauth.outcome", outcome)
+    if listeners:
+        emit(Event("key_fetch", outcome, app_uuid, None, reason, time.perf_counter() - start))
 
 
 def observed_async_key_fetch(
@@ -282,20 +278,7 @@ def observed_async_key_fetch(
                     else:
                         outcome = "fetched" if flight.result() is not None else "not_found"
                         reason = ""
-                if span is not None:
-                    span.set_attribute("mauth.app_uuid", app_uuid)
-                    span.set_attribute("mauth.outcome", outcome)
-                if listeners:
-                    emit(
-                        Event(
-                            "key_fetch",
-                            outcome,
-                            app_uuid,
-                            None,
-                            reason,
-                            time.perf_counter() - start,
-                        )
-                    )
+                _finish_key_fetch(span, start, app_uuid, outcome, reason)
 
     wrapper.__wrapped__ = fetch  # type: ignore[attr-defined]
     wrapper.__doc__ = fetch.__doc__

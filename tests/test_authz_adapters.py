@@ -533,8 +533,8 @@ def test_lambda_event_error_detail_and_permissions(
 def test_fastapi_dependency_with_a_guard_holding_rules(
     service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
 ) -> None:
-    """The dependency's own permission options are not there yet; a ``guard=`` built with
-    rules already enforces them (uvicorn on 127.0.0.1)."""
+    """A ``guard=`` built with rules enforces them through the dependency (its own
+    ``permissions=``/``rules=`` are in test_authz_async_adapters.py) (uvicorn on 127.0.0.1)."""
     from fastapi import Depends, FastAPI
 
     from mauth_client.fastapi_mauth import MAuthRequired, install

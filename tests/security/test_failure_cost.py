@@ -26,8 +26,11 @@ class CountingKey:
 
     def __init__(self, pem: str) -> None:
         self.key = serialization.load_pem_public_key(pem.encode())
-        self.key_size = self.key.key_size  # type: ignore[union-attr]  # the verifier checks lengths
         self.operations = 0
+
+    @property
+    def key_size(self) -> int:  # not an RSA operation: the verifier checks signature length
+        return self.key.key_size  # type: ignore[union-attr]
 
     def recover_data_from_signature(self, *args: Any) -> bytes:
         self.operations += 1
