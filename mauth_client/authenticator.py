@@ -460,6 +460,7 @@ class Authenticator:
             else:
                 prechecked = self.precheck(None, "", signed)
         failures = list(prechecked.failures)
+        refreshed: set[str] = set()  # apps whose key was already asked again (see below)
         index = 0
         while index < len(prechecked.candidates) or prechecked.add_fallback():
             info = prechecked.candidates[index]
@@ -467,9 +468,13 @@ class Authenticator:
             try:
                 if info.version not in prechecked.prechecked:
                     self._ensure_prechecked(info, prechecked)
-                return self._authenticate_one(signable, info, prechecked.keys)
+                checked = self._authenticate_one(signable, info, prechecked.keys, refreshed)
             except InauthenticError as exc:
                 failures.append((info, exc.with_traceback(None)))  # see _fail
+                continue
+            if not isinstance(checked, InauthenticError):
+                return checked
+            failures.append((info, checked))  # never raised: no traceback to drop
         self._fail(failures)
 
     def _precheck_one(self, info: SignatureInfo) -> None:
@@ -569,7 +574,11 @@ class Authenticator:
         signable: Signable,
         info: SignatureInfo,
         keys: dict[str, rsa.RSAPublicKey] | None = None,
-    ) -> AuthResult:
+        refreshed: set[str] | None = None,
+    ) -> AuthResult | InauthenticError:
+        """Check one signature: who signed it, or (returned, not raised) why it does not
+        match the message; raises for other reasons it is not authentic, and
+        :class:`UnableToAuthenticateError` when that cannot be told."""
         label = "V2" if info.version == 2 else "V1"
         self.logger.info(
             "MAuth: authenticating a message from app %r with %s", info.app_uuid, label
@@ -578,10 +587,11 @@ class Authenticator:
             assert info.app_uuid is not None
             if self.ticket_checker is not None and isinstance(signable, RequestSignable):
                 self.ticket_checker.check(signable, info)
-            elif not (valid := self._signature_valid(signable, info, keys)):
-                # None: not even a signature (not standard base64).
+            elif not (valid := self._signature_valid(signable, info, keys, refreshed)):
+                # None: not even a signature (not standard base64). Returned, not raised:
+                # a V2 failure followed by the V1 fallback would raise and catch twice.
                 why = "is not standard base64" if valid is None else "does not match the message"
-                raise InauthenticError(
+                return InauthenticError(
                     f"Signature verification failed for {label}: the {label} signature of "
                     f"app {info.app_uuid!r} {why}"
                 )
@@ -651,10 +661,16 @@ class Authenticator:
         signable: Signable,
         info: SignatureInfo,
         keys: dict[str, rsa.RSAPublicKey] | None = None,
+        refreshed: set[str] | None = None,
     ) -> bool | None:
         """One RSA operation per signature: the digest it carries is recovered once and
         compared with the message as received, then its variants (section 4.6).
-        True or False; None when the signature is not even standard base64."""
+        True or False; None when the signature is not even standard base64.
+
+        ``refreshed``: the apps of this message whose key was already asked for again
+        after a failure; a V1 fallback signed by the same app as the failed V2 one
+        does not ask again (the source's answer, a moment later, would be the same:
+        the key the V2 check ended with is in ``keys``)."""
         key = keys.get(info.app_uuid) if keys and info.app_uuid is not None else None
         if key is None:
             key = self._key_for(info, {} if keys is None else keys)
@@ -662,6 +678,10 @@ class Authenticator:
         if matched is not False:
             return matched  # True, or None: not even base64 (no key would help)
         # The app may have rotated its key: the source may fetch it again (issue 12).
+        if refreshed is not None and info.app_uuid is not None:
+            if info.app_uuid in refreshed:
+                return False
+            refreshed.add(info.app_uuid)
         refresh = getattr(self.key_source, "refresh_public_key", None)
         fresh = refresh(info.app_uuid, key) if refresh is not None else None
         if fresh is None or fresh is key:

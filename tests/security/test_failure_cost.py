@@ -100,3 +100,38 @@ def test_one_warning_per_failed_request(
             ]
             assert len(warnings) == 1, [r.getMessage() for r in warnings]
             assert "V1" in warnings[0].getMessage() and "V2" in warnings[0].getMessage()
+
+
+class RefreshCountingSource(OneKey):
+    """A key source that also counts the "has this app's key been rotated?" questions
+    asked after a failed signature (and never has a newer key)."""
+
+    def __init__(self, key: CountingKey) -> None:
+        super().__init__(key)
+        self.refreshes: list[str] = []
+
+    def refresh_public_key(self, app_uuid: str, failed_key: object = None) -> None:
+        self.refreshes.append(app_uuid)
+
+
+def test_v1_fallback_of_the_same_app_does_not_ask_for_its_key_again(
+    caller: AppIdentity, me: AppIdentity
+) -> None:
+    source = RefreshCountingSource(CountingKey(caller.public_key))
+    authenticator = Authenticator(source)  # type: ignore[arg-type]
+    signed = Signer(caller.app_uuid, caller.private_key, "v1,v2").signed_headers(
+        RequestSignable(method="POST", url="/orders", body=b"original")
+    )
+    tampered = RequestSignable(method="POST", url="/orders", body=b"tampered")
+    with pytest.raises(InauthenticError):
+        authenticator.authenticate(tampered, Signed.from_headers(signed))
+    assert source.refreshes == [caller.app_uuid]  # V2 asked; V1 (same app) did not again
+    # A V1 signature of another app is that app's own question.
+    other = Signer(me.app_uuid, me.private_key, "v1").signed_headers(
+        RequestSignable(method="POST", url="/orders", body=b"original")
+    )
+    mixed = {**signed, **other}
+    source.refreshes.clear()
+    with pytest.raises(InauthenticError):
+        authenticator.authenticate(tampered, Signed.from_headers(mixed))
+    assert source.refreshes == [caller.app_uuid, me.app_uuid]
