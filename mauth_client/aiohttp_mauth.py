@@ -40,6 +40,7 @@ from .client import SigningClientAuth
 from .config import Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
 from .exceptions import BodyReadError, ConfigurationError, MAuthError
+from .key_service import origin
 from .permissions import (
     NO_PERMISSIONS,
     Permissions,
@@ -84,13 +85,17 @@ PERMISSIONS = _request_key(ENV_PERMISSIONS, frozenset)
 # -- client ----------------------------------------------------------------------------
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
-# The origin a redirect just pointed to, when it is not the request's own: read by the
-# middleware call for the next hop, which aiohttp makes in the same task.
-_FOREIGN_HOP: ContextVar[str | None] = ContextVar("mauth_foreign_hop", default=None)
+# A redirect just answered, for the middleware call of the next hop (which aiohttp
+# makes in the same task): the origin of the chain's first request, and the origin the
+# redirect points to. A call to another origin is a fresh request, not that hop.
+_Origin = tuple[str, str, "int | None"]
+_PENDING_HOP: ContextVar[tuple[_Origin, _Origin] | None] = ContextVar(
+    "mauth_pending_hop", default=None
+)
 
 
-def _origin(url: URL) -> str:
-    return f"{url.scheme}://{url.host}:{url.port}".lower()
+def _origin(url: URL) -> _Origin:
+    return origin(str(url))
 
 
 class _SpoolWriter:
@@ -123,19 +128,24 @@ class MAuthClientMiddleware(SigningClientAuth):
         # request: a hop to the origin of the first request is signed for its own
         # method, path and body; a hop to another origin goes unsigned, since a MAuth
         # signature does not name the host and could be replayed against ours.
-        foreign = _FOREIGN_HOP.get()
-        if foreign is not None:
-            _FOREIGN_HOP.set(None)
-        if foreign is not None and _origin(request.url) == foreign:
-            logger.info("MAuth: a redirect to another origin (%s) is sent unsigned", foreign)
+        here = _origin(request.url)
+        pending = _PENDING_HOP.get()
+        if pending is not None:
+            _PENDING_HOP.set(None)
+        chain = pending[0] if pending is not None and pending[1] == here else None
+        if chain is not None and here != chain:
+            logger.info(
+                "MAuth: a redirect to another origin (%s) is sent unsigned", request.url.host
+            )
         else:
             await self.sign(request)
         response = await handler(request)
         location = response.headers.get("Location")
         if response.status in _REDIRECTS and location:
+            # Every hop is judged against the chain's first origin, as the requests
+            # and httpx adapters do: A -> B -> B/x sends nothing signed to B.
             target = _origin(request.url.join(URL(location)))
-            if target != _origin(request.url):
-                _FOREIGN_HOP.set(target)
+            _PENDING_HOP.set((chain or here, target))
         if self._checker is not None:
             await self._authenticate(response)
         return response
@@ -298,7 +308,15 @@ class MAuthWebMiddleware:
         if self.rules:
             required = required | self.rules.required(request.method, path)
         outcome = await async_guard.check(
-            guard, request.method, path, query, signed, body, pre, required=required
+            guard,
+            request.method,
+            path,
+            query,
+            signed,
+            body,
+            pre,
+            app_uuids=self.app_uuids,  # also when the guard is shared (guard=)
+            required=required,
         )
         if outcome.result is not None:
             request[PROTOCOL_VERSION] = outcome.result.protocol_version

@@ -23,6 +23,7 @@ from mauth_client.aiohttp_mauth import (
 )
 from mauth_client.exceptions import BodyReadError, InauthenticError
 from mauth_client.httpx_mauth import MAuthHttpx
+from mauth_client.server import RequestGuard
 from mauth_client.signed import Signed
 from mauth_client.testing import AppIdentity, LocalMAuthService
 
@@ -251,6 +252,23 @@ def test_should_authenticate_and_allow_list(
     assert allowed.status_code == 200 and allowed.json()["app_uuid"] == other.app_uuid
 
 
+def test_the_allow_list_holds_with_a_shared_guard(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    """``app_uuids=`` beside ``guard=`` used to be dropped: every authentic app got in."""
+    other = service.new_app()
+    guard = RequestGuard(config=service.config_for(me))
+    middleware = MAuthWebMiddleware(guard=guard, app_uuids={other.app_uuid})
+    with aiohttp_server(make_app(middleware)) as base:
+        refused = httpx.get(
+            f"{base}/x", auth=MAuthHttpx(caller.app_uuid, caller.private_key), timeout=10
+        )
+        allowed = httpx.get(
+            f"{base}/x", auth=MAuthHttpx(other.app_uuid, other.private_key), timeout=10
+        )
+    assert (refused.status_code, allowed.status_code) == (403, 200)
+
+
 def test_body_over_client_max_size_is_413_json(
     service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
 ) -> None:
@@ -436,3 +454,45 @@ def test_response_app_uuids_pins_the_signer(
     assert asyncio.run(call({me.app_uuid})) == me.app_uuid
     with pytest.raises(InauthenticError, match="response_app_uuids"):
         asyncio.run(call({service.new_app().app_uuid}))
+
+
+def test_a_redirect_chain_is_judged_against_its_first_origin(
+    service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
+) -> None:
+    """Attack: A -> 302 to B -> 302 to B/x. Every hop after A is on another origin than
+    the first request, so B must see no MAuth header at any hop. A redirect that is not
+    followed does not hold back the next request to another origin: it is signed. (The
+    middleware cannot tell whether aiohttp follows a redirect, so a fresh request to the
+    redirect's own target origin right after an unfollowed one goes unsigned: the safe
+    side.)"""
+    seen: list[tuple[str, bool]] = []
+
+    async def record(request: web.Request) -> web.Response:
+        seen.append((request.path, "mcc-authentication" in {k.lower() for k in request.headers}))
+        if request.path == "/hop":
+            raise web.HTTPFound("/x")
+        return web.json_response({"ok": True})
+
+    other = web.Application()
+    other.router.add_route("*", "/{tail:.*}", record)
+    with aiohttp_server(other) as elsewhere:
+
+        async def away(request: web.Request) -> web.Response:
+            raise web.HTTPFound(f"{elsewhere}/hop")
+
+        app = make_app(MAuthWebMiddleware(exempt={"/away"}, config=service.config_for(me)))
+        app.router.add_get("/away", away)
+        with aiohttp_server(app) as base:
+
+            async def run() -> None:
+                async with session(caller, "v2") as client:
+                    async with client.get(f"{base}/away") as answer:
+                        assert answer.status == 200 and len(answer.history) == 2
+                    async with client.get(f"{base}/away", allow_redirects=False) as answer:
+                        assert answer.status == 302
+                    async with client.get(f"{base}/protected") as answer:
+                        assert answer.status == 200, await answer.text()
+                        assert (await answer.json())["app_uuid"] == caller.app_uuid
+
+            asyncio.run(run())
+    assert seen == [("/hop", False), ("/x", False)]
