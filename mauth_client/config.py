@@ -19,7 +19,7 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from .exceptions import ConfigurationError, MissingConfigurationError
@@ -562,10 +562,9 @@ class Config(metaclass=_UpstreamNames):
         if "private_key" not in overrides:
             if "private_key" in assigned:
                 key = assigned["private_key"]
-                if resolve_private_key and key is not None and not looks_like_pem(key):
-                    text = key if isinstance(key, str) else key.decode("ascii", "replace")
-                    key = decrypt_kms_private_key(text)
-                values["private_key"] = key
+                values["private_key"] = (
+                    resolve_private_key_value(key) if resolve_private_key else key
+                )
             else:
                 values["private_key"] = _private_key_from_env(env, resolve_private_key)
         assigned.pop("private_key", None)
@@ -578,11 +577,8 @@ class Config(metaclass=_UpstreamNames):
 
         Lets an adapter check at start-up that a key is set, and decrypt it only when
         it is first needed."""
-        key = self.private_key
-        if key is None or looks_like_pem(key):
-            return self
-        text = key if isinstance(key, str) else key.decode("ascii", "replace")
-        return replace(self, private_key=decrypt_kms_private_key(text))
+        key = resolve_private_key_value(self.private_key)
+        return self if key is self.private_key else replace(self, private_key=key)
 
     def with_overrides(self, **changes: Any) -> Config:
         """A copy with some fields changed (None values are ignored)."""
@@ -669,9 +665,21 @@ def _private_key_from_env(env: Mapping[str, str], resolve: bool) -> str | None:
                 f"MAUTH_PRIVATE_KEY_FILE names {str(path)!r}, which could not be read: "
                 f"{type(exc).__name__}"
             ) from None
-    if value is None or not resolve or looks_like_pem(value):
+    if value is None or not resolve:
         return value
-    der = bare_der_private_key_pem(value)  # a key without its PEM markers: never to KMS
-    if der is not None:
-        return der
-    return decrypt_kms_private_key(value)
+    return resolve_private_key_value(value)
+
+
+@overload
+def resolve_private_key_value(key: str) -> str: ...
+@overload
+def resolve_private_key_value(key: str | bytes | None) -> str | bytes | None: ...
+def resolve_private_key_value(key: str | bytes | None) -> str | bytes | None:
+    """A private key as PEM: PEM as it is; a bare base64 DER key (no markers) wrapped
+    in them, never sent to KMS; anything else decrypted as a KMS ciphertext. The one
+    rule for every way a key arrives (environment, class attribute, ``resolved()``)."""
+    if key is None or looks_like_pem(key):
+        return key
+    text = key if isinstance(key, str) else key.decode("ascii", "replace")
+    der = bare_der_private_key_pem(text)
+    return der if der is not None else decrypt_kms_private_key(text)

@@ -80,3 +80,24 @@ def test_real_kms_ciphertext_still_decrypts(kms_calls: list[str]) -> None:
     config = Config.from_env({"MAUTH_PRIVATE_KEY": base64.b64encode(blob).decode()})
     assert config.private_key == private
     assert kms_calls == ["before-call.kms.Decrypt"]
+
+
+@pytest.mark.parametrize("route", ["resolved() on first use", "Config.PRIVATE_KEY on the class"])
+def test_bare_der_is_never_sent_to_kms_on_the_adapters_paths(
+    kms_calls: list[str], route: str
+) -> None:
+    """Adapters build their config unresolved and call resolved() when the key is first
+    needed; upstream suites assign the key on the class. Both took the KMS branch."""
+    private, _ = new_key_pair()
+    bare = _bare(private, serialization.PrivateFormat.TraditionalOpenSSL)
+    if route.startswith("resolved"):
+        config = Config.from_env({"MAUTH_PRIVATE_KEY": bare}, resolve_private_key=False)
+        key = config.resolved().private_key
+    else:
+        Config.PRIVATE_KEY = bare
+        try:
+            key = Config.from_env({}).private_key
+        finally:
+            del Config.PRIVATE_KEY
+    assert isinstance(key, str) and key.startswith("-----BEGIN")
+    assert kms_calls == []
