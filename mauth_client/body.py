@@ -39,7 +39,7 @@ Body: TypeAlias = (
 )
 
 
-def _as_chunk(chunk: object) -> bytes:
+def as_chunk(chunk: object) -> bytes:
     if isinstance(chunk, bytes):
         return chunk
     if isinstance(chunk, (bytearray, memoryview)):
@@ -87,7 +87,7 @@ def iter_chunks(body: Body) -> Iterable[bytes]:
     if isinstance(body, Iterable):
         try:
             for chunk in body:
-                yield _as_chunk(chunk)
+                yield as_chunk(chunk)
         except BodyReadError:
             raise
         except Exception as exc:
@@ -108,7 +108,7 @@ def _iter_readable(stream: Readable) -> Iterable[bytes]:
             chunk = stream.read(CHUNK_SIZE)
             if not chunk:
                 break
-            yield _as_chunk(chunk)
+            yield as_chunk(chunk)
         if start is not None:
             stream.seek(start)  # type: ignore[attr-defined]
     except BodyReadError:

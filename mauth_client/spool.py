@@ -10,7 +10,7 @@ from typing import IO
 
 import anyio
 
-from .exceptions import BodyReadError
+from .body import as_chunk
 
 SEND_CHUNK = 1024 * 1024  # batches written from the event loop, and read back per send
 
@@ -68,11 +68,6 @@ class AsyncSpool(Spool):
 
 
 def as_bytes(chunk: object) -> bytes:
-    """A body chunk as bytes; anything else but str is a :class:`BodyReadError`."""
-    if isinstance(chunk, bytes):
-        return chunk
-    if isinstance(chunk, (bytearray, memoryview)):
-        return bytes(chunk)
-    if isinstance(chunk, str):
-        return chunk.encode("utf-8")
-    raise BodyReadError(f"a streamed body yielded {type(chunk).__name__}; expected bytes (or str)")
+    """A body chunk as bytes (str as UTF-8); anything else, or text no bytes stand for,
+    is a :class:`BodyReadError`: the one rule of :mod:`mauth_client.body`."""
+    return as_chunk(chunk)

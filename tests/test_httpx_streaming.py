@@ -357,3 +357,13 @@ def test_same_origin_redirect_re_signs_the_spooled_body(
     assert answer.history[0].status_code == 307
     assert answer.json()["app_uuid"] == caller.app_uuid
     assert answer.json()["sha256"] == expected_sha256(40)
+
+
+def test_a_streamed_text_chunk_with_a_lone_surrogate_is_a_body_read_error() -> None:
+    """The spool's chunks follow body.py's rule: a precise error, not UnicodeEncodeError."""
+    from mauth_client.exceptions import BodyReadError
+    from mauth_client.spool import as_bytes
+
+    assert as_bytes("π") == "π".encode()
+    with pytest.raises(BodyReadError, match="surrogate"):
+        as_bytes("\ud800")
