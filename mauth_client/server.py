@@ -233,21 +233,9 @@ class RequestGuard:
         except MAuthError as exc:
             return self._early(self._failure(exc), time.perf_counter(), None)
 
-    def lookup(self, pre: Outcome) -> Outcome:
-        """Blocking: look up the key the pre-checks need (local mode), so an unknown app
-        is refused before its body is read; ``pre`` again when it may go on."""
-        prechecked = pre.prechecked
-        authenticator = self._authenticator or self.authenticator
-        if prechecked is None or authenticator.ticket_checker is not None:
-            return pre
-        try:
-            authenticator.lookup_keys(prechecked)
-        except MAuthError as exc:
-            return self._early(self._failure(exc), time.perf_counter(), None)
-        return pre
-
     async def alookup(self, pre: Outcome) -> Outcome:
-        """:meth:`lookup` for an event loop: a missing key is fetched without blocking
+        """For an event loop: the key the pre-checks need (local mode), so an unknown app
+        is refused before its body is read; a missing key is fetched without blocking
         the loop or taking a thread (:meth:`Authenticator.alookup_keys`). Remote mode
         needs no key here (the ticket is checked with the body)."""
         prechecked = pre.prechecked
@@ -256,8 +244,8 @@ class RequestGuard:
             return pre
         try:
             await authenticator.alookup_keys(prechecked)
-        except MAuthError as exc:
-            return self._failure(exc)
+        except MAuthError as exc:  # an early refusal: no detail when it is off, one event
+            return self._early(self._failure(exc), time.perf_counter(), None)
         return pre
 
     def check(

@@ -16,7 +16,7 @@ from mauth_client.server import RequestGuard
 from mauth_client.signable import RequestSignable
 from mauth_client.signed import Signed
 from mauth_client.signer import Signer
-from mauth_client.testing import AppIdentity, LocalMAuthService
+from mauth_client.testing import AppIdentity, LocalMAuthService, generate_identity
 
 
 class Recording(StaticKeySource):
@@ -88,3 +88,25 @@ def test_unparseable_headers_still_get_the_guards_answer(caller: AppIdentity) ->
     guard = RequestGuard(Authenticator(StaticKeySource({})))
     status, _ = run_check(guard, [(b"mcc-authentication", b"\xff\xfe"), (b"mcc-time", b"x")])
     assert status == 401
+
+
+def test_an_unknown_app_found_by_the_async_lookup_gets_no_detail_when_it_is_off() -> None:
+    """The async pre-check's key lookup refuses like the blocking one: with error detail
+    off the body says only "authentication failed", and the attempt is one event."""
+    from mauth_client import async_guard, observability
+
+    with LocalMAuthService() as service:
+        me = service.new_app()
+        stranger = generate_identity()  # never registered: the service answers 404
+        config = service.config_for(me).with_overrides(error_detail=False)
+        guard = RequestGuard(config=config)
+        events: list[Any] = []
+        unsubscribe = observability.subscribe(events.append)
+        try:
+            headers = dict((k.decode(), v.decode()) for k, v in headers_for(stranger))
+            pre = asyncio.run(async_guard.precheck(guard, "POST", "", headers))
+        finally:
+            unsubscribe()
+    assert (pre.status, pre.message) == (401, "authentication failed")
+    attempts = [event for event in events if event.kind == "authentication"]
+    assert [event.outcome for event in attempts] == ["inauthentic"]
