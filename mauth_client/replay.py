@@ -19,15 +19,14 @@ from __future__ import annotations
 import binascii
 import hashlib
 import logging
-import os
 import re
 import threading
 import time
-import weakref
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
+from . import forksafe
 from .exceptions import ConfigurationError, ReplayCacheUnavailable, ReplayedRequestError
 
 if TYPE_CHECKING:
@@ -56,19 +55,6 @@ class ReplayCache(Protocol):
     def record(self, keys: Sequence[str], expires_at: int) -> bool: ...
 
 
-_memory_caches: weakref.WeakSet[MemoryReplayCache] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    """A lock held by another thread at fork time would never be released in the child."""
-    for cache in list(_memory_caches):
-        cache._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class MemoryReplayCache:
     """A per-process replay cache, bounded to ``max_entries``.
 
@@ -87,8 +73,12 @@ class MemoryReplayCache:
         self._clock = clock
         self._lock = threading.Lock()
         self._entries: dict[str, int] = {}  # insertion order is roughly expiry order
-        _memory_caches.add(self)
         self._warned_full = False
+        forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        """A lock held by another thread at fork time would never be released here."""
+        self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
