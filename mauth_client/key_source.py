@@ -22,7 +22,6 @@ import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, NamedTuple, Protocol
-from urllib.parse import quote
 
 from cachetools import TTLCache
 from cryptography.hazmat.primitives.asymmetric import rsa
@@ -30,7 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from . import forksafe, observability
 from .config import Config
 from .exceptions import InauthenticError, UnableToAuthenticateError
-from .key_service import max_age, parse_security_token
+from .key_service import max_age  # re-exported: part of this module's public names
 from .key_service_requests import MAuthServiceClient
 from .keys import PublicKeyData, load_public_key
 
@@ -311,33 +310,17 @@ class LocalKeySource:
 
     @observability.observed_key_fetch  # a key_fetch event and span (issue 13)
     def _fetch(self, app_uuid: str) -> _Entry | None:
-        # Percent-encode everything: "../" in a header must not reach another path (section 5).
-        path = f"/security_tokens/{quote(app_uuid, safe='')}.json"
+        # The same request, answer checks and breaker rule as the async fetch: the
+        # protocol (key_service) builds the call and judges the answer (section 5).
         with self._lock:
             self.fetch_count += 1
         try:
-            response = self.client.request("GET", path)
+            answer = self.client.security_token(app_uuid)
         except UnableToAuthenticateError:
             self._trip()
             raise
-        if response.status_code >= 500:
-            self._trip()
-        else:
-            self._recovered()
-        if response.status_code == 404:
-            return self._accept(app_uuid, None, 0)
-        if response.status_code != 200:
-            raise UnableToAuthenticateError(
-                f"the MAuth service answered {response.status_code} when asked for the public "
-                f"key of app {app_uuid!r}"
-            )
-        key = _parse_security_token(response.content, app_uuid)
-        ttl = max_age(
-            response.headers.get("Cache-Control"),
-            self.config.default_key_ttl,
-            self.config.max_key_ttl,
-        )
-        return self._accept(app_uuid, key, ttl)
+        self._recovered()
+        return self._accept(app_uuid, answer.key, answer.ttl)
 
     def _store(self, app_uuid: str, entry: _Entry) -> None:
         keys = self._keys
@@ -458,9 +441,3 @@ def _key_of(result: _Entry | None, app_uuid: str) -> rsa.RSAPublicKey:
     if result is None:
         raise InauthenticError(f"app {app_uuid!r} is not known to the MAuth service")
     return result.key
-
-
-def _parse_security_token(content: bytes, app_uuid: str) -> rsa.RSAPublicKey:
-    # The checks (JSON shape, size, the answer naming the app asked for) live in the
-    # framework-free protocol module, shared with every transport.
-    return parse_security_token(content, app_uuid)

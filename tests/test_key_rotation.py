@@ -214,6 +214,32 @@ def test_circuit_breaker_fails_fast_and_logs_once(
     assert any("work again" in r.getMessage() for r in caplog.records)
 
 
+@pytest.mark.parametrize("path", ["sync", "async"])
+def test_a_refusing_service_opens_the_breaker_on_both_paths(
+    service: LocalMAuthService, me: AppIdentity, path: str
+) -> None:
+    """A 403 (or any answer that is neither a key nor a 404) is one rule for the blocking
+    and the async fetch: the lookup fails and the next one within the cooldown fails
+    fast, without a call (they used to differ: only the async path tripped)."""
+    import asyncio
+
+    source = LocalKeySource(service.config_for(me, lookup_failure_cooldown=5))
+    apps = [service.new_app() for _ in range(2)]
+    service.fail_status = 403
+
+    def look(app_uuid: str) -> object:
+        if path == "sync":
+            return source.get_public_key(app_uuid)
+        return asyncio.run(source.aget_public_key(app_uuid))
+
+    with pytest.raises(UnableToAuthenticateError, match="403"):
+        look(apps[0].app_uuid)
+    calls = service.calls("all")
+    with pytest.raises(UnableToAuthenticateError, match="a moment ago"):
+        look(apps[1].app_uuid)
+    assert service.calls("all") == calls
+
+
 def test_unknown_app_does_not_open_the_breaker(
     service: LocalMAuthService, me: AppIdentity, caller: AppIdentity
 ) -> None:
