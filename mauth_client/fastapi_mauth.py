@@ -42,6 +42,7 @@ from . import async_guard
 from .authenticator import Authenticator
 from .config import Config
 from .consts import ENV_APP_UUID, ENV_AUTHENTIC, ENV_PERMISSIONS, ENV_PROTOCOL_VERSION
+from .middlewares.asgi import declared_length
 from .permissions import NO_PERMISSIONS, Rule, RuleLike, Rules, compile_rules, required_permissions
 from .server import JSON_CONTENT_TYPE, RequestGuard, error_body, is_exempt
 
@@ -123,7 +124,11 @@ class MAuthRequired:
         signed = async_guard.parse_headers(headers)
         # Headers, time, token, declared size and the caller's key: before the body.
         pre = await async_guard.precheck(
-            self.guard, method, query, signed, content_length=_content_length(request)
+            self.guard,
+            method,
+            query,
+            signed,
+            content_length=declared_length(request.scope.get("headers", [])),
         )
         if not pre.go_on:
             raise MAuthRejected(pre.status, pre.message)
@@ -169,11 +174,6 @@ class MAuthRequired:
         scope[ENV_PROTOCOL_VERSION] = version
         scope[ENV_PERMISSIONS] = outcome.permissions
         return MAuthCaller(app_uuid, version, outcome.permissions)
-
-
-def _content_length(request: Request) -> int | None:
-    text = request.headers.get("content-length", "").strip()
-    return int(text) if text.isdigit() and len(text) < 19 else None
 
 
 def _target(scope: MutableMapping[str, Any]) -> str:

@@ -50,7 +50,7 @@ def _text(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def _content_length(headers: Sequence[tuple[Any, Any]]) -> int | None:
+def declared_length(headers: Sequence[tuple[Any, Any]]) -> int | None:
     """The declared ``Content-Length``, or None (absent or unreadable: the server
     frames the body, and the size limit is then enforced while reading)."""
     for key, value in headers:
@@ -83,7 +83,7 @@ class MAuthASGIMiddleware(MiddlewareBase[ASGIApp]):
         guard = self.guard
         # Everything that needs no body, and the caller's key, before the body.
         pre = await async_guard.precheck(
-            guard, method, query, signed, content_length=_content_length(headers)
+            guard, method, query, signed, content_length=declared_length(headers)
         )
         if not pre.go_on:
             await self._error(send, pre.status, pre.message, method)
